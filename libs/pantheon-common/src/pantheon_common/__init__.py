@@ -1,0 +1,1 @@
+"""Thin adapters shared by Pantheon services."""

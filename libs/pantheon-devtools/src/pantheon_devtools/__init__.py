@@ -1,0 +1,1 @@
+"""Development harness for the Pantheon suite."""
