@@ -251,6 +251,8 @@ class AmqpConsumer:
         """Set while a consumer is registered with the broker (for tests and readiness)."""
         self.handled = 0
         self.dead_lettered = 0
+        self.sessions = 0
+        """How many times a consumer was registered (1 + reconnects)."""
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (thread-safe); it does within ``poll_s``."""
@@ -266,6 +268,7 @@ class AmqpConsumer:
             try:
                 channel.basic_qos(prefetch_count=self._prefetch)
                 channel.basic_consume(self.queue, self._on_message)
+                self.sessions += 1
                 self.consuming.set()
                 connection = self._link.connection
                 assert connection is not None

@@ -64,6 +64,8 @@ class MqttClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._suback_waiters: dict[int, threading.Event] = {}
         self._handlers: dict[str, tuple[int, MessageHandler]] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -154,12 +156,41 @@ class MqttClient:
             self._outage.failure(ConnectionError(f"disconnected: {reason}"))
 
     # -- messages ------------------------------------------------------------------------
-    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
-        """Call ``handler`` for every message on contract topic ``topic`` (wildcards allowed)."""
+    def subscribe(
+        self, topic: str, handler: MessageHandler, qos: int = 1, *, wait_s: float = 5.0
+    ) -> None:
+        """Call ``handler`` for every message on contract topic ``topic`` (wildcards allowed).
+
+        When connected, waits up to ``wait_s`` for the broker's SUBACK, so a message
+        published after this returns is delivered. Renewed on every reconnect.
+        """
         with self._lock:
             self._handlers[topic] = (qos, handler)
-        if self.connected:
-            self._client.subscribe(self.topic(topic), qos)
+        if not self.connected:
+            return
+        acked = threading.Event()
+        result, mid = self._client.subscribe(self.topic(topic), qos)
+        if result != paho.MQTT_ERR_SUCCESS or mid is None:
+            return  # not connected after all: on_connect subscribes
+        with self._lock:
+            self._suback_waiters[mid] = acked
+        if not acked.wait(wait_s):
+            log.warning("no SUBACK for %s within %.0f s", topic, wait_s)
+        with self._lock:
+            self._suback_waiters.pop(mid, None)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: object,
+    ) -> None:
+        with self._lock:
+            waiter = self._suback_waiters.get(mid)
+        if waiter is not None:
+            waiter.set()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         topic = self._strip(msg.topic)
