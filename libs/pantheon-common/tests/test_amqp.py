@@ -4,8 +4,8 @@ import queue
 import subprocess
 import sys
 import time
-from urllib.parse import unquote, urlsplit
 from collections.abc import Iterator
+from urllib.parse import unquote, urlsplit
 
 import pika
 import pytest
@@ -68,7 +68,7 @@ def test_publish_is_persistent_with_message_id(amqp_url: str, publisher: AmqpPub
 def test_malformed_ready_is_dead_lettered_and_consumer_goes_on(
     amqp_url: str, publisher: AmqpPublisher
 ) -> None:
-    """Acceptance: a malformed body reaches ready.dlq with its reason; the next valid one is served."""
+    """Acceptance: a malformed body lands in ready.dlq with its reason; the next one is served."""
     for body, mid in [(b"14.0", "bad-1"), (b"", "bad-2"), (b"\xff\xfe", "bad-3"), (b"14", "ok-1")]:
         publisher.publish(READY_QUEUE, body, message_id=mid)
     seen: queue.Queue[ReadyNotification] = queue.Queue()

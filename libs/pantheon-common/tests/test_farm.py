@@ -25,7 +25,8 @@ def test_seed_farm_file_is_the_documented_farm() -> None:
     p14 = layout.printer(14)
     assert (p14.where.row, p14.where.col) == (1, 4)
     assert len({p.serial for p in layout.printers}) == 20
-    assert layout.beds and all(b.home.rack in {r.id for r in layout.racks} for b in layout.beds)
+    assert layout.beds
+    assert all(b.home.rack in {r.id for r in layout.racks} for b in layout.beds)
 
 
 def test_access_code_comes_from_environment() -> None:
@@ -80,7 +81,9 @@ def _layout(**changes: Any) -> dict[str, Any]:
         ({"robots": []}, "robots"),
     ],
 )
-def test_invalid_layouts_are_explained(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+def test_invalid_layouts_are_explained(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
     import yaml
 
     path = tmp_path / "farm.yaml"

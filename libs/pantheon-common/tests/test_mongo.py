@@ -6,7 +6,14 @@ import pymongo.errors
 import pytest
 
 from pantheon_common.errors import StoreUnavailable
-from pantheon_common.mongo import ASCENDING, DESCENDING, IndexSpec, ensure_indexes, mongo_client, ping
+from pantheon_common.mongo import (
+    ASCENDING,
+    DESCENDING,
+    IndexSpec,
+    ensure_indexes,
+    mongo_client,
+    ping,
+)
 
 
 def test_indexes_declared_in_code_are_created_and_enforced(mongo_db: Any) -> None:

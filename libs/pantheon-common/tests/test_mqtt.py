@@ -43,7 +43,9 @@ def test_robot_job_round_trip_qos1(client_pair: tuple[MqttClient, MqttClient]) -
     assert RobotJob.parse(message.payload) == job
 
 
-def test_prefix_isolates(settings: MqttSettings, client_pair: tuple[MqttClient, MqttClient]) -> None:
+def test_prefix_isolates(
+    settings: MqttSettings, client_pair: tuple[MqttClient, MqttClient]
+) -> None:
     a, _ = client_pair
     other = MqttClient(settings.model_copy(update={"mqtt_topic_prefix": "other/"}), "test-c")
     other.start()

@@ -1,0 +1,1 @@
+"""Test helpers shipped with pantheon-common: contract suites that every implementation reuses."""
