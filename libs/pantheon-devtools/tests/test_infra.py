@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -388,6 +389,34 @@ def test_cli_status_env_and_down_up(infra: Endpoints, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "http://127.0.0.1:15672" in out or infra.rabbitmq_management_url in out
     assert "secrets.env" in out
+    assert _mqtt_answers(infra.mqtt_host, infra.mqtt_port)
+    assert _mongo_answers(infra.mongo_url)
+
+
+def test_servers_left_by_another_checkout_are_replaced(
+    infra: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI clones afresh on a machine where a developer's harness may still run: the clone's
+    harness replaces that checkout's Mosquitto and nx-27017 instead of failing on the port."""
+    main_run_dir = default_run_dir()
+    monkeypatch.setenv("PANTHEON_INFRA_SECRETS_FILE", str(infra_mod.secrets_path(main_run_dir)))
+    monkeypatch.delenv("MONGO_URL", raising=False)
+    # beside the main run dir: mosquitto drops to its own user, which cannot enter pytest's
+    # private tmp_path
+    other = main_run_dir / "test-other-checkout" / ".run"
+    try:
+        endpoints = ensure_infra(other, install=False)
+        assert (endpoints.mqtt_port, endpoints.mongo_url) == (infra.mqtt_port, infra.mongo_url)
+        mosquitto_pid = (other / "mosquitto" / "mosquitto.pid").read_text().strip()
+        assert (
+            f"{other}/mosquitto/mosquitto.conf"
+            in Path(f"/proc/{mosquitto_pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        )
+        assert _mqtt_answers(infra.mqtt_host, infra.mqtt_port)
+    finally:
+        infra_mod.stop_owned(other)
+        ensure_infra(main_run_dir, install=False)  # the main checkout takes its ports back
+        shutil.rmtree(other.parent, ignore_errors=True)
     assert _mqtt_answers(infra.mqtt_host, infra.mqtt_port)
     assert _mongo_answers(infra.mongo_url)
 

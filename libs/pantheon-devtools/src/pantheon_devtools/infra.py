@@ -389,6 +389,51 @@ def _terminate(pid: int, name: str) -> None:
             time.sleep(0.05)
 
 
+def _listener_pids(port: int) -> list[int]:
+    """Pids of the processes listening on TCP ``port`` (via ``ss``; empty if unknown)."""
+    try:
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted({int(m) for m in re.findall(r"pid=(\d+)", out)})
+
+
+def _evict_other_harness(port: int, name: str, signature: Callable[[str], bool]) -> None:
+    """Stop a server on ``port`` that another checkout's harness started (its run dir differs).
+
+    CI clones the repository afresh on a machine where a developer's harness may still run
+    its own Mosquitto or nx-27017 on the same port; those are ours to replace. Anything else
+    on the port is left alone (the caller then reports the port as taken).
+    """
+    for pid in _listener_pids(port):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if signature(cmdline):
+            LOG.info(
+                "%s: stopping pid %d on port %d, left by another checkout's harness",
+                name,
+                pid,
+                port,
+            )
+            _terminate(pid, name)
+
+
+def _is_harness_mosquitto(cmdline: str) -> bool:
+    return (
+        "mosquitto" in cmdline
+        and "/mosquitto/mosquitto.conf" in cmdline
+        and ("/etc/mosquitto/" not in cmdline)
+    )
+
+
+def _is_harness_nx(cmdline: str) -> bool:
+    return "nx-27017" in cmdline and "/mongo/data" in cmdline
+
+
 def _tail(path: Path, lines: int = 8) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
@@ -890,6 +935,8 @@ def _ensure_mosquitto(run_dir: Path, ports: Ports, install: bool) -> int:
         LOG.info("mosquitto: restarting pid %d (%s)", pid, reason)
         _terminate(pid, "mosquitto")
     if _port_open(ports.mqtt):
+        _evict_other_harness(ports.mqtt, "mosquitto", _is_harness_mosquitto)
+    if _port_open(ports.mqtt):
         raise InfraError(
             f"mosquitto: port {HOST}:{ports.mqtt} is taken by a process the harness "
             "does not own; free it or set PANTHEON_INFRA_MQTT_PORT"
@@ -987,6 +1034,8 @@ def _ensure_mongo(run_dir: Path, ports: Ports) -> str:
             return url
         LOG.info("mongo: restarting nx-27017 pid %d (not answering)", pid)
         _terminate(pid, "mongo")
+    if _port_open(ports.mongo):
+        _evict_other_harness(ports.mongo, "mongo", _is_harness_nx)
     if _port_open(ports.mongo):
         raise InfraError(
             f"mongo: port {HOST}:{ports.mongo} is taken by a process the harness does not own; "
