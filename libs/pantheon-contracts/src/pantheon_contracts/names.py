@@ -43,6 +43,10 @@ class Collections:
     API_KEYS: Final = "api_keys"
     RACKS: Final = "racks"
     """Storage racks of the farm layout (seeded with the printers and beds)."""
+    PRINTS: Final = "prints"
+    """Print history, one document per physical print (store.PrintDoc)."""
+    OUTBOX: Final = "outbox"
+    """printer-service's durable outbox of ready notifications."""
 
 
 ALL_COLLECTIONS: Final = (
@@ -54,6 +58,8 @@ ALL_COLLECTIONS: Final = (
     Collections.USERS,
     Collections.API_KEYS,
     Collections.RACKS,
+    Collections.PRINTS,
+    Collections.OUTBOX,
 )
 
 # MySQL (architecture.md 3.4)
