@@ -86,3 +86,16 @@ def test_publish_when_disconnected_refuses(settings: MqttSettings) -> None:
             client.publish(ROBOT_JOB_TOPIC, RobotJob.homing().to_json())
     finally:
         client.stop()
+
+
+def test_subscribe_returns_once_acknowledged_without_waiting_out_the_timeout(
+    client_pair: tuple[MqttClient, MqttClient],
+) -> None:
+    """A SUBACK that arrives before subscribe() registered its waiter must still count."""
+    import time
+
+    a, _ = client_pair
+    started = time.monotonic()
+    for i in range(20):
+        a.subscribe(f"fast/{i}", lambda _m: None, wait_s=5)
+    assert time.monotonic() - started < 5  # one missed SUBACK alone would cost 5 s

@@ -177,7 +177,7 @@ def test_infra_env_file_is_private_and_complete(infra: Endpoints) -> None:
     run_dir = default_run_dir()
     env_file = run_dir / infra_mod.ENV_FILE
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE((run_dir / infra_mod.SECRETS_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE(infra_mod.secrets_path(run_dir).stat().st_mode) == 0o600
     lines = env_file.read_text().splitlines()
     assert lines == [f"{key}={value}" for key, value in infra.as_env().items()]
     assert set(infra.as_env()) == {

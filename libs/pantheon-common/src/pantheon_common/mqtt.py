@@ -66,6 +66,7 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._suback_waiters: dict[int, threading.Event] = {}
+        self._early_subacks: dict[int, bool] = {}
         self._handlers: dict[str, tuple[int, MessageHandler]] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -173,7 +174,11 @@ class MqttClient:
         if result != paho.MQTT_ERR_SUCCESS or mid is None:
             return  # not connected after all: on_connect subscribes
         with self._lock:
-            self._suback_waiters[mid] = acked
+            # the SUBACK may have arrived on the network thread before we got here
+            if self._early_subacks.pop(mid, False):
+                acked.set()
+            else:
+                self._suback_waiters[mid] = acked
         if not acked.wait(wait_s):
             log.warning("no SUBACK for %s within %.0f s", topic, wait_s)
         with self._lock:
@@ -189,6 +194,11 @@ class MqttClient:
     ) -> None:
         with self._lock:
             waiter = self._suback_waiters.get(mid)
+            if waiter is None:
+                self._early_subacks[mid] = True
+                # keep the record bounded: mids of subscriptions nobody waits for (on_connect)
+                while len(self._early_subacks) > 64:
+                    self._early_subacks.pop(next(iter(self._early_subacks)))
         if waiter is not None:
             waiter.set()
 
