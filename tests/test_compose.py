@@ -278,7 +278,7 @@ def test_seed_farm_renders_twenty_printer_services() -> None:
         assert service["environment"][code].startswith(f"${{{code}:?")
         assert service["profiles"] == ["apps"]
         assert service["networks"] == [NETWORK]
-        assert service["build"] == "./printer-service"
+        assert service["build"] == {"context": ".", "dockerfile": "printer-service/Dockerfile"}
 
 
 def test_printer_11_is_published_on_50011() -> None:
@@ -370,9 +370,15 @@ def _application_folders(printers_file: Path) -> set[str]:
     for doc in _documents(printers_file).values():
         for service in doc["services"].values():
             build = service.get("build")
-            if build is not None:
-                context = build if isinstance(build, str) else build["context"]
-                folders.add(Path(context).name)
+            if build is None:
+                continue
+            if isinstance(build, str):
+                folders.add(Path(build).name)
+            elif "dockerfile" in build:
+                # uv workspace: the context is the repository root, the Dockerfile names the folder
+                folders.add(Path(build["dockerfile"]).parent.name)
+            else:
+                folders.add(Path(build["context"]).name)
     return folders
 
 

@@ -84,7 +84,8 @@ def _service(printer_id: int, driver: str) -> dict[str, Any]:
     )
     return {
         "profiles": [PROFILE],
-        "build": "./printer-service",
+        # uv workspace: the image builds from the repository root
+        "build": {"context": ".", "dockerfile": "printer-service/Dockerfile"},
         "image": IMAGE,
         "command": ["printer-service", str(printer_id), driver],
         "restart": "unless-stopped",

@@ -1,0 +1,190 @@
+"""Dispatch decisions: when a printer may take a job, which jobs match, what a failure does.
+
+Everything here is pure: the service reads the printer, its plate and the job, asks these
+functions what to do, and performs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pantheon_contracts.beds import PRINTABLE_STATES, BedType
+from pantheon_contracts.printer import DISPATCHABLE_STATES, PrinterState
+from pantheon_contracts.store import ACTIVE_JOB_STATUSES, JobStatus, PrinterBed
+from printer_service.domain.ports import Transition
+
+
+@dataclass(frozen=True)
+class DispatchDecision:
+    """Whether to claim a job now; ``reason`` says why not (shown in /status)."""
+
+    go: bool
+    reason: str
+
+    @classmethod
+    def no(cls, reason: str) -> DispatchDecision:
+        return cls(False, reason)
+
+
+def decide_dispatch(
+    *,
+    enabled: bool,
+    state: PrinterState,
+    bed: PrinterBed | None,
+    bed_type: BedType | None,
+    print_open: bool,
+    cooling_down: bool = False,
+) -> DispatchDecision:
+    """May this printer claim the next job? (architecture.md 4 step 2/5; brief agreements).
+
+    Only an idle, finished or failed printer (the firmware accepts a job there, 4.3) whose
+    plate is loaded and clean, of a known type, with no print still being tracked.
+    """
+    if not enabled:
+        return DispatchDecision.no("auto-dispatch disabled")
+    if print_open:
+        return DispatchDecision.no("a print is being tracked")
+    if state not in DISPATCHABLE_STATES:
+        return DispatchDecision.no(f"printer is {state.value}")
+    if bed is None:
+        return DispatchDecision.no("no plate in the printer")
+    if bed.state not in PRINTABLE_STATES:
+        return DispatchDecision.no(f"plate is {bed.state.value}")
+    if bed_type is None:
+        return DispatchDecision.no("type of the loaded plate unknown")
+    if cooling_down:
+        return DispatchDecision.no("waiting after a failed dispatch")
+    return DispatchDecision(True, "ready for a job")
+
+
+def claim_filter(printer_id: int, model: str, bed_type: BedType) -> dict[str, Any]:
+    """The ``jobs`` query of a claimable job for this printer and plate type.
+
+    A job targets this printer by id, or any printer of this model (when it names no printer),
+    or any printer (neither named).
+    """
+    # One explicit $and: nx-27017 (the test server) loses the other conditions next to a
+    # top-level $or; real MongoDB reads both forms the same.
+    return {
+        "$and": [
+            {"status": JobStatus.QUEUED.value},
+            {"bed_type": bed_type.value},
+            {
+                "$or": [
+                    {"target.printer_id": printer_id},
+                    {"target.printer_id": None, "target.model": model},
+                    {"target.printer_id": None, "target.model": None},
+                ]
+            },
+        ]
+    }
+
+
+CLAIM_SORT = [("priority", -1), ("seq", 1)]
+"""Highest priority first, then first in (JobDoc docstring)."""
+
+
+def claim_update(printer_id: int, now: datetime) -> dict[str, Any]:
+    """The ``$set`` that assigns a claimed job to this printer."""
+    return {
+        "$set": {
+            "status": JobStatus.ASSIGNED.value,
+            "printer_id": printer_id,
+            "updated_at": now,
+        }
+    }
+
+
+def failure_update(attempts: int, max_attempts: int, error: str, now: datetime) -> dict[str, Any]:
+    """Job update after a failed attempt: back to the queue, or ``failed`` at the limit.
+
+    ``attempts`` is the count before this failure.
+    """
+    done = attempts + 1
+    status = JobStatus.FAILED if done >= max_attempts else JobStatus.QUEUED
+    return {
+        "$set": {
+            "status": status.value,
+            "printer_id": None,
+            "attempts": done,
+            "last_error": error,
+            "updated_at": now,
+        }
+    }
+
+
+def active_job_filter(job_id: str, printer_id: int) -> dict[str, Any]:
+    """Matches the job only while this printer still holds it (a guard on every update)."""
+    return {
+        "_id": job_id,
+        "printer_id": printer_id,
+        "status": {"$in": [s.value for s in ACTIVE_JOB_STATUSES]},
+    }
+
+
+def copy_done_status(copies_done: int, copies: int) -> JobStatus:
+    """After a finished copy: ``finished`` when all are printed, else back to the queue."""
+    return JobStatus.FINISHED if copies_done >= copies else JobStatus.QUEUED
+
+
+def subtask_name_for(file: str) -> str:
+    """The name the printer shows and echoes: the file name without its extension."""
+    for ext in (".gcode.3mf", ".3mf", ".gcode", ".bgcode"):
+        if file.lower().endswith(ext):
+            return file[: -len(ext)]
+    return file
+
+
+@dataclass(frozen=True)
+class PrintEnd:
+    """How a tracked print ended, as seen in the printer state."""
+
+    finished: bool
+    error: str | None
+
+
+def print_end(state: PrinterState, *, error_text: str | None, print_open: bool) -> PrintEnd | None:
+    """Has the tracked print ended? None while it runs (or if no print is tracked).
+
+    FINISH and FAILED end it; IDLE after a confirmed start means the printer lost it (a reboot
+    leaves no memory of the job, 9.13) and counts as a failure. OFFLINE and UNKNOWN decide
+    nothing: wait for the next full report.
+    """
+    if not print_open:
+        return None
+    if state == PrinterState.FINISHED:
+        return PrintEnd(True, None)
+    if state == PrinterState.FAILED:
+        return PrintEnd(False, error_text or "print failed")
+    if state == PrinterState.IDLE:
+        return PrintEnd(False, error_text or "printer went idle without finishing (rebooted?)")
+    return None
+
+
+def should_notify_ready(end: PrintEnd, *, ready_on_failed: bool) -> bool:
+    """Publish ``ready`` after this end? Always after FINISH; after FAILED per policy.
+
+    A failed print may still have left plastic on the plate, so by default the robot takes the
+    plate out either way (READY_ON_FAILED=true).
+    """
+    return end.finished or ready_on_failed
+
+
+STARTED_STATES = frozenset({PrinterState.PREPARING, PrinterState.PRINTING})
+
+
+def start_confirmed(transitions: Iterable[Transition], *, after: int, subtask_name: str) -> bool:
+    """Did the printer start our job? (5.11: an ack is not a start.)
+
+    True once a state change recorded after index ``after`` (the count before the command was
+    sent) reached PREPARE or RUNNING with our ``subtask_name`` (or none reported).
+    """
+    return any(
+        t.index > after
+        and t.state in STARTED_STATES
+        and (not t.subtask_name or t.subtask_name == subtask_name)
+        for t in transitions
+    )

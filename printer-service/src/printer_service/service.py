@@ -1,0 +1,459 @@
+"""The printer-service core: mirror the printer, track its print, dispatch jobs, announce ends.
+
+One control thread ticks a few times a second: it takes the driver's snapshot, mirrors it into
+``printers`` (throttled), handles the end of the tracked print (FINISH/FAILED: record it, mark
+the plate ``with_part``, put the ``ready`` notification into the outbox), and claims the next
+job when the printer is dispatchable with a clean plate. HTTP handlers call the same methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pantheon_common.errors import StoreUnavailable
+from pantheon_common.gcode_store import GcodeNotFound, GcodeStore, GcodeStoreError
+from pantheon_common.log import OutageLog
+from pantheon_contracts.beds import BedType
+from pantheon_contracts.names import READY_QUEUE
+from pantheon_contracts.printer import BUSY_STATES, UNAVAILABLE_STATES, PrinterModel
+from pantheon_contracts.store import CurrentPrint, JobDoc, JobStatus, PrintDoc, PrinterBed
+from printer_service.domain.dispatch import (
+    DispatchDecision,
+    PrintEnd,
+    decide_dispatch,
+    print_end,
+    should_notify_ready,
+    start_confirmed,
+    subtask_name_for,
+)
+from printer_service.domain.normalize import describe_error
+from printer_service.domain.package import PackageError, prepare
+from printer_service.domain.ports import (
+    DriverError,
+    DriverSnapshot,
+    FarmStore,
+    OutboxEntry,
+    PrinterDriver,
+    PrinterRecord,
+    StartRequest,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DispatchFailed(Exception):
+    """Starting a file on the printer failed; the message goes into the job's last_error."""
+
+
+class NotDispatchable(Exception):
+    """A manual print was asked for while the printer or its plate is not ready."""
+
+
+class Waker(Protocol):
+    """The outbox sender, as far as the service is concerned."""
+
+    def wake(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Behaviour of one printer-service (settings.py builds it from the environment)."""
+
+    printer_id: int
+    model: PrinterModel
+    driver: str = "bambu"
+    serial: str = ""
+    auto_dispatch: bool = True
+    ready_on_failed: bool = True
+    """Publish ``ready`` after a FAILED print too: the plate may hold plastic (default)."""
+    tick_s: float = 0.25
+    mirror_min_interval_s: float = 1.0
+    """At most one ``printers`` write per interval unless the state changes."""
+    mirror_heartbeat_s: float = 30.0
+    """Refresh ``last_seen`` at least this often while nothing changes."""
+    start_confirm_timeout_s: float = 180.0
+    """How long PREPARE/RUNNING may take to appear after project_file (P1P: ~135 s)."""
+    dispatch_retry_s: float = 15.0
+    """Pause after a failed dispatch before claiming again."""
+
+
+class PrinterService:
+    """Ties one driver, the farm store, the G-code store and the outbox together."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        driver: PrinterDriver,
+        store: FarmStore,
+        gcode_store: GcodeStore,
+        outbox: Waker | None = None,
+        *,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self._store = store
+        self._gcode = gcode_store
+        self._outbox = outbox
+        self._now = wall_clock
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dispatch_lock = threading.Lock()
+        self._mirror_lock = threading.Lock()
+        self._mirror_key: dict[str, Any] | None = None
+        self._mirror_state: str | None = None
+        self._mirror_at = -1e9
+        self._mirror_link_error: str | None = None
+        self._record = PrinterRecord(bed=None, current_print=None)
+        self._recovered = False
+        self._cooldown_until = 0.0
+        self._store_outage = OutageLog(log, "MongoDB (printer-service)")
+        self.dispatch_reason = "starting"
+        """Why the printer is (not) taking a job now, for /status."""
+        self.last_error: str | None = None
+        self.prints_started = 0
+        self.prints_ended = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the driver and the control thread."""
+        self.driver.start()
+        self._thread = threading.Thread(
+            target=self._run, name=f"printer-{self.config.printer_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the control thread and the driver."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self.driver.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+                self._store_outage.success()
+            except StoreUnavailable as err:
+                self._store_outage.failure(err)
+            except Exception:
+                log.exception("printer-service step failed; continuing")
+            self._stop.wait(self.config.tick_s)
+
+    @property
+    def store_down(self) -> bool:
+        return self._store_outage.down
+
+    # -- one tick --------------------------------------------------------------------------
+    def step(self) -> None:
+        """Mirror, track, dispatch: one pass of the control loop (tests call it directly)."""
+        # The record first: a print started by another thread after this read is then not
+        # judged against a snapshot older than its start.
+        record = self._store.load_printer(self.config.printer_id)
+        self._record = record
+        snap = self.driver.snapshot()
+        self._mirror(snap)
+        if snap.live.state in UNAVAILABLE_STATES:
+            self.dispatch_reason = f"printer is {snap.live.state.value}"
+            return
+        if not self._recovered:
+            self._recover(snap, record)
+            self._recovered = True
+            record = self._store.load_printer(self.config.printer_id)
+            self._record = record
+        if self._track(snap, record):
+            record = self._store.load_printer(self.config.printer_id)
+            self._record = record
+        self._maybe_dispatch(snap, record)
+
+    # -- mirror ----------------------------------------------------------------------------
+    def _mirror(self, snap: DriverSnapshot, *, force: bool = False) -> None:
+        live = snap.live
+        key: dict[str, Any] = {
+            "state": live.state.value,
+            "gcode_state": live.gcode_state,
+            "progress_pct": live.progress_pct,
+            "remaining_min": live.remaining_min,
+            "layer": live.layer,
+            "total_layers": live.total_layers,
+            "temps": live.temps.model_dump(),
+            "subtask_name": live.subtask_name,
+            "gcode_file": live.gcode_file,
+            "print_error": live.print_error,
+            "hms": [h.model_dump() for h in live.hms],
+            "online": snap.online,
+            "link": snap.link.value,
+            "link_error": snap.last_error,
+        }
+        now = self._clock()
+        with self._mirror_lock:
+            state_changed = key["state"] != self._mirror_state
+            changed = key != self._mirror_key
+            elapsed = now - self._mirror_at
+            due = (
+                force
+                or state_changed
+                or (changed and elapsed >= self.config.mirror_min_interval_s)
+                or elapsed >= self.config.mirror_heartbeat_s
+            )
+            if not due:
+                return
+            fields = dict(key)
+            fields["last_seen"] = snap.last_seen
+            if snap.last_error and snap.last_error != self._mirror_link_error:
+                fields["last_error"] = snap.last_error  # operator-visible, e.g. access code
+            self._store.mirror(self.config.printer_id, fields)
+            self._mirror_key = key
+            self._mirror_state = key["state"]
+            self._mirror_at = now
+            self._mirror_link_error = snap.last_error
+
+    # -- restart safety --------------------------------------------------------------------
+    def _recover(self, snap: DriverSnapshot, record: PrinterRecord) -> None:
+        """After a restart: settle jobs this printer held but no longer tracks."""
+        current = record.current_print
+        for job in self._store.active_jobs(self.config.printer_id):
+            if current is not None and current.job_id == job.id:
+                continue  # tracked: _track finishes it
+            live = snap.live
+            if live.state in BUSY_STATES and live.subtask_name == subtask_name_for(job.file):
+                log.info("adopting job %s already running on the printer", job.id)
+                self._print_started(job.file, job.id, record.bed)
+                self._store.set_job_status(
+                    job.id, self.config.printer_id, JobStatus.PRINTING, self._now()
+                )
+            else:
+                self._store.job_attempt_failed(
+                    job,
+                    self.config.printer_id,
+                    "printer-service restarted during dispatch",
+                    self._now(),
+                )
+
+    # -- end of a print --------------------------------------------------------------------
+    def _track(self, snap: DriverSnapshot, record: PrinterRecord) -> bool:
+        """Handle the end of the tracked print; True if one was handled."""
+        current = record.current_print
+        print_open = current is not None and current.ended_at is None
+        end = print_end(
+            snap.live.state, error_text=describe_error(snap.live), print_open=print_open
+        )
+        if end is None or current is None:
+            return False
+        self._handle_end(current, end, record.bed)
+        return True
+
+    def _handle_end(self, current: CurrentPrint, end: PrintEnd, bed: PrinterBed | None) -> None:
+        """Every step is idempotent per print id; the last one closes the print."""
+        pid = self.config.printer_id
+        now = self._now()
+        self._store.record_print_end(
+            pid, current, finished=end.finished, error=end.error, ended_at=now
+        )
+        bed_id = current.bed_id if current.bed_id is not None else (bed.bed_id if bed else None)
+        # Agreement: the plate is with_part BEFORE the ready notification is enqueued.
+        self._store.mark_plate_with_part(pid, bed_id)
+        if not end.finished:
+            self.last_error = f"print {current.file} failed: {end.error}"
+            self._store.set_last_error(pid, self.last_error)
+        if should_notify_ready(end, ready_on_failed=self.config.ready_on_failed):
+            entry = OutboxEntry(
+                id=current.print_id, printer_id=pid, queue=READY_QUEUE, created_at=now
+            )
+            if self._store.add_outbox(entry) and self._outbox is not None:
+                self._outbox.wake()
+        self._store.close_current_print(pid, current, finished=end.finished, ended_at=now)
+        self.prints_ended += 1
+        log.info(
+            "print %s of %s %s%s",
+            current.print_id,
+            current.file,
+            "finished" if end.finished else "failed",
+            f": {end.error}" if end.error else "",
+        )
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _decide(
+        self, snap: DriverSnapshot, record: PrinterRecord, *, manual: bool
+    ) -> tuple[DispatchDecision, BedType | None]:
+        bed = record.bed
+        bed_type = (
+            self._store.bed_type(bed.bed_id) if bed is not None and bed.bed_id is not None else None
+        )
+        current = record.current_print
+        decision = decide_dispatch(
+            enabled=manual or self.config.auto_dispatch,
+            state=snap.live.state,
+            bed=bed,
+            bed_type=bed_type,
+            print_open=current is not None and current.ended_at is None,
+            cooling_down=not manual and self._clock() < self._cooldown_until,
+        )
+        return decision, bed_type
+
+    def _maybe_dispatch(self, snap: DriverSnapshot, record: PrinterRecord) -> None:
+        decision, bed_type = self._decide(snap, record, manual=False)
+        if not decision.go or bed_type is None:
+            self.dispatch_reason = decision.reason
+            return
+        if not self._dispatch_lock.acquire(blocking=False):
+            self.dispatch_reason = "a manual print is starting"
+            return
+        try:
+            job = self._store.claim_job(
+                self.config.printer_id, self.config.model.value, bed_type, self._now()
+            )
+            if job is None:
+                self.dispatch_reason = f"no queued job for a {bed_type.value} plate"
+                return
+            self.dispatch_reason = f"starting job {job.id}"
+            self._run_job(job, record.bed)
+        finally:
+            self._dispatch_lock.release()
+
+    def _run_job(self, job: JobDoc, bed: PrinterBed | None) -> None:
+        pid = self.config.printer_id
+        log.info("claimed job %s (%s)", job.id, job.file)
+        try:
+            if not self._store.set_job_status(job.id, pid, JobStatus.UPLOADING, self._now()):
+                return  # taken away meanwhile (cancelled)
+            self._start(job.file, job.id, bed)
+        except DispatchFailed as err:
+            log.warning("job %s failed to start: %s", job.id, err)
+            self.last_error = f"job {job.id}: {err}"
+            self._store.job_attempt_failed(job, pid, str(err), self._now())
+            self._store.set_last_error(pid, self.last_error)
+            self._cooldown_until = self._clock() + self.config.dispatch_retry_s
+            return
+        self._store.set_job_status(job.id, pid, JobStatus.PRINTING, self._now())
+
+    def print_file(self, name: str) -> str:
+        """Start stored file ``name`` now (POST /print), through the same upload path.
+
+        Raises :class:`NotDispatchable` (printer or plate not ready, another start running),
+        ``GcodeNotFound``, or :class:`DispatchFailed`. Returns the print id.
+        """
+        if not self._dispatch_lock.acquire(timeout=1.0):
+            raise NotDispatchable("another print is being started")
+        try:
+            snap = self.driver.snapshot()
+            record = self._store.load_printer(self.config.printer_id)
+            decision, _ = self._decide(snap, record, manual=True)
+            if not decision.go:
+                raise NotDispatchable(decision.reason)
+            if not self._gcode.exists(name):
+                raise GcodeNotFound(name)
+            return self._start(name, None, record.bed)
+        finally:
+            self._dispatch_lock.release()
+
+    def _start(self, file: str, job_id: str | None, bed: PrinterBed | None) -> str:
+        """Upload, send the start, and wait until the printer really starts; the print id."""
+        try:
+            content = self._gcode.get(file)
+            remote, package, md5 = prepare(file, content)
+        except (GcodeStoreError, PackageError) as err:
+            raise DispatchFailed(str(err)) from err
+        subtask = subtask_name_for(file)
+        try:
+            self.driver.upload(remote, package)
+            before = self.driver.snapshot().transition_count
+            ticket = self.driver.start_print(
+                StartRequest(file=remote, subtask_name=subtask, md5=md5)
+            )
+            self._await_start(ticket, before, subtask)
+        except (DriverError, DispatchFailed) as err:
+            self._delete_quietly(remote)
+            raise DispatchFailed(str(err)) from err
+        return self._print_started(file, job_id, bed)
+
+    def _await_start(self, ticket: str, before: int, subtask: str) -> None:
+        deadline = self._clock() + self.config.start_confirm_timeout_s
+        while True:
+            snap = self.driver.snapshot()
+            self._mirror(snap)
+            if start_confirmed(snap.transitions, after=before, subtask_name=subtask):
+                return
+            refusal = self.driver.refusal(ticket)
+            if refusal:
+                raise DispatchFailed(f"printer refused the print: {refusal}")
+            if self._clock() >= deadline:
+                raise DispatchFailed(
+                    f"printer did not start within {self.config.start_confirm_timeout_s:.0f} s "
+                    f"(state {snap.live.state.value}, {describe_error(snap.live) or 'no error'})"
+                )
+            if self._stop.wait(0.05):
+                raise DispatchFailed("printer-service stopping")
+
+    def _print_started(self, file: str, job_id: str | None, bed: PrinterBed | None) -> str:
+        print_id = uuid.uuid4().hex
+        started_at = self._now()
+        bed_id = bed.bed_id if bed is not None else None
+        doc = PrintDoc(
+            id=print_id,
+            printer_id=self.config.printer_id,
+            job_id=job_id,
+            file=file,
+            bed_id=bed_id,
+            started_at=started_at,
+        )
+        current = CurrentPrint(
+            print_id=print_id, job_id=job_id, file=file, bed_id=bed_id, started_at=started_at
+        )
+        self._store.print_started(self.config.printer_id, doc, current)
+        self._record = PrinterRecord(bed=bed, current_print=current)
+        self.prints_started += 1
+        log.info("print %s of %s started (job %s)", print_id, file, job_id)
+        return print_id
+
+    def _delete_quietly(self, remote: str) -> None:
+        # Leave no phantom file behind a failed dispatch (6.3).
+        try:
+            self.driver.delete_file(remote)
+        except DriverError as err:
+            log.debug("could not delete %s after a failed dispatch: %s", remote, err)
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The JSON of GET /status (documented in README.md)."""
+        snap = self.driver.snapshot()
+        live = snap.live
+        record = self._record
+        return {
+            "printer_id": self.config.printer_id,
+            "model": self.config.model.value,
+            "driver": self.config.driver,
+            "serial": self.config.serial,
+            "state": live.state.value,
+            "gcode_state": live.gcode_state,
+            "online": snap.online,
+            "link": snap.link.value,
+            "link_error": snap.last_error,
+            "progress_pct": live.progress_pct,
+            "remaining_min": live.remaining_min,
+            "layer": live.layer,
+            "total_layers": live.total_layers,
+            "temps": live.temps.model_dump(),
+            "subtask_name": live.subtask_name,
+            "gcode_file": live.gcode_file,
+            "print_error": live.print_error,
+            "print_error_code": live.print_error_code,
+            "hms": [h.model_dump() for h in live.hms],
+            "last_seen": snap.last_seen.isoformat() if snap.last_seen else None,
+            "last_error": self.last_error or snap.last_error,
+            "bed": record.bed.model_dump(mode="json") if record.bed else None,
+            "current_print": (
+                record.current_print.model_dump(mode="json") if record.current_print else None
+            ),
+            "dispatch": {"auto": self.config.auto_dispatch, "reason": self.dispatch_reason},
+        }

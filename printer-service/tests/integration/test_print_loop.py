@@ -1,0 +1,167 @@
+"""A queued job goes over FTPS to the simulator, prints, and FINISH yields one ``ready``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pika
+import pymongo
+
+from pantheon_contracts.printer import PrinterModel
+from printer_service.adapters.bambu_driver import BambuDriver
+
+from .conftest import RuntimeFactory, SimFactory, queue_job, seed_printer, wait_for
+
+
+def _get_ready(amqp_url: str) -> list[tuple[Any, bytes]]:
+    """Drain the ready queue (acking), returning (properties, body) of each message."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        messages = []
+        while True:
+            method, props, body = channel.basic_get("ready", auto_ack=True)
+            if method is None:
+                return messages
+            messages.append((props, body))
+    finally:
+        connection.close()
+
+
+def test_queued_job_is_printed_and_announced_once(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+    amqp_url: str,
+) -> None:
+    farm = sim_farm([14])
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    queue_job(db, "job-1", printer_id=14)
+    runtime = service_factory(farm, 14)
+
+    job = wait_for(
+        lambda: (j := db.jobs.find_one({"_id": "job-1"})) and j["status"] == "finished" and j,
+        30,
+        "job-1 finished",
+    )
+    assert job["copies_done"] == 1
+    assert "cube.gcode.3mf" in farm.printer(14)["files"]  # the wrapped file went over FTPS
+    printer = db.printers.find_one({"_id": 14})
+    assert printer is not None
+    print_id = printer["current_print"]["print_id"]
+    assert printer["current_print"]["result"] == "finished"
+    assert printer["bed"] == {"bed_id": 801, "state": "with_part"}
+    assert db.beds.find_one({"_id": 801})["state"] == "with_part"
+    record = db.prints.find_one({"_id": print_id})
+    assert record["result"] == "finished"
+    assert record["job_id"] == "job-1"
+
+    wait_for(
+        lambda: (e := db.outbox.find_one({"_id": print_id})) and e.get("sent_at"),
+        15,
+        "the outbox entry confirmed",
+    )
+    messages = _get_ready(amqp_url)
+    assert len(messages) == 1
+    props, body = messages[0]
+    assert body == b"14"
+    assert props.message_id == print_id
+    assert props.content_type == "text/plain"
+    assert props.delivery_mode == 2
+    assert props.timestamp
+    # More ticks over the sticky FINISH: still no second message, no second print.
+    ticks = runtime.service.prints_ended
+    seen = runtime.service.driver.snapshot().last_seen
+    wait_for(lambda: runtime.service.driver.snapshot().last_seen != seen, 5, "another report")
+    assert runtime.service.prints_ended == ticks
+    assert _get_ready(amqp_url) == []
+    assert db.prints.count_documents({}) == 1
+    assert farm.printer(14)["plate_refusals"] == 0
+
+
+def test_a_plate_holding_a_part_is_never_printed_on(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+) -> None:
+    farm = sim_farm([14])
+    seed_printer(db, 14, PrinterModel.P1S, 801, bed_state="with_part")
+    queue_job(db, "job-1", printer_id=14)
+    runtime = service_factory(farm, 14)
+    wait_for(
+        lambda: "with_part" in runtime.service.dispatch_reason, 10, "dispatch blocked by the plate"
+    )
+    assert db.jobs.find_one({"_id": "job-1"})["status"] == "queued"
+    assert farm.printer(14)["files"] == []
+    assert farm.printer(14)["gcode_state"] == "IDLE"
+
+
+def test_a_printer_refusing_the_plate_sends_the_job_back_with_an_attempt(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+) -> None:
+    farm = sim_farm([14])
+    farm.set_plate(14, "with_part", bed_id=801)  # MongoDB believes the plate is clean
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    queue_job(db, "job-1", printer_id=14, max_attempts=2)
+    service_factory(farm, 14)
+    job = wait_for(
+        lambda: (j := db.jobs.find_one({"_id": "job-1"})) and j["status"] == "failed" and j,
+        30,
+        "job-1 failed after two refused attempts",
+    )
+    assert job["attempts"] == 2
+    assert job["printer_id"] is None
+    assert "refused" in job["last_error"]
+    assert db.prints.count_documents({}) == 0
+    assert "cube.gcode.3mf" not in farm.printer(14)["files"], "phantom file deleted"
+
+
+def test_p1_deltas_and_x1_full_reports_mirror_the_same_state(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+) -> None:
+    farm = sim_farm([14, 31], models={31: PrinterModel.X1C})
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    seed_printer(db, 31, PrinterModel.X1C, 802)
+    queue_job(db, "job-14", printer_id=14)
+    queue_job(db, "job-31", printer_id=31)
+    p1 = service_factory(farm, 14)
+    x1 = service_factory(farm, 31)
+    for job_id in ("job-14", "job-31"):
+        wait_for(
+            lambda j=job_id: db.jobs.find_one({"_id": j})["status"] == "finished",
+            30,
+            f"{job_id} finished",
+        )
+
+    # gcode_file is left out: X1 reports "/data/Metadata/plate_1.gcode", P1 the 3MF name (4.2).
+    fields = [
+        "state",
+        "gcode_state",
+        "progress_pct",
+        "remaining_min",
+        "layer",
+        "total_layers",
+        "subtask_name",
+        "print_error",
+        "hms",
+        "online",
+        "link",
+    ]
+
+    def mirrored(printer_id: int) -> dict[str, Any]:
+        doc = db.printers.find_one({"_id": printer_id}) or {}
+        return {f: doc.get(f) for f in fields}
+
+    wait_for(lambda: mirrored(14) == mirrored(31), 10, "both mirrors equal")
+    assert mirrored(14)["state"] == "finished"
+    assert mirrored(14)["progress_pct"] == 100
+    assert mirrored(14)["subtask_name"] == "cube"
+    p1_driver, x1_driver = p1.service.driver, x1.service.driver
+    assert isinstance(p1_driver, BambuDriver)
+    assert isinstance(x1_driver, BambuDriver)
+    assert p1_driver.delta_reports > 0, "the P1 simulator sends deltas"
+    assert x1_driver.delta_reports == 0, "the X1 simulator sends full reports"

@@ -1,0 +1,479 @@
+"""MongoDB adapter: the robot task log (``robot_tasks``) and the plate inventory it moves.
+
+``robot_tasks`` (owned here), one document per robot motion::
+
+    _id            "<print_id>:take" | "<print_id>:replace" | "homing:<message id or daily-DATE>"
+    kind           take | replace | homing
+    status         pending | waiting | sent | done | failed | held | aborted (RobotTaskStatus)
+    printer_id     int | null (homing)
+    bed_id         take: the plate in the printer; replace: the reserved plate (null until then)
+    bed_type       replace: the plate type chosen for the printer's next job
+    print_id       the ``ready`` message id served (null for homing)
+    print_id_synthetic  true when the id was made up (hand-typed ready, no current print)
+    source         ready | homing | schedule
+    order, step    dispatch order: tasks of one ready share ``order``; take 0, replace 1
+    job_id         correlation id of the last attempt (sent in the job when the robot echoes)
+    attempts       how many times it was published
+    load_next      take: sent with load_next_bed_without_homing
+    payload        the last JSON published
+    error          why it is held or failed
+    created_at, updated_at, sent_at, finished_at
+    history        [{at, from, to, actor, note}]
+
+Every status change is a compare-and-set on the current status (``find_one_and_update``), so two
+writers can never both move one task. Plates are reserved with a compare-and-set on ``beds``
+(state clean and ``reserved_for`` null -> ``reserved_for`` = the replace task id).
+"""
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pymongo.errors
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.write_concern import WriteConcern
+
+from pantheon_common.errors import StoreUnavailable
+from pantheon_common.mongo import ASCENDING, DESCENDING, Document, IndexSpec, ensure_indexes
+from pantheon_contracts.beds import BedState, BedType
+from pantheon_contracts.names import Collections
+from pantheon_contracts.store import JobDoc, JobStatus, PrinterBed, RobotTaskStatus
+from robot_arm_orchestrator.domain.plates import PlateView
+from robot_arm_orchestrator.domain.tasks import (
+    OPEN_STATUSES,
+    Actor,
+    TaskKind,
+    TaskPlan,
+    TaskView,
+    transition,
+)
+
+DISPATCH_STATE: Final = "robot_dispatch"
+"""One document ``{_id: "dispatch", paused: bool, reason, updated_at}`` (owned here)."""
+
+INDEXES: Final = (
+    IndexSpec(Collections.ROBOT_TASKS, [("status", ASCENDING), ("order", ASCENDING)]),
+    IndexSpec(Collections.ROBOT_TASKS, [("print_id", ASCENDING)]),
+    IndexSpec(Collections.ROBOT_TASKS, [("created_at", DESCENDING)]),
+    IndexSpec(Collections.BEDS, [("reserved_for", ASCENDING)]),
+)
+
+_DURABLE = WriteConcern(w="majority", j=True)
+
+
+class TaskConflict(Exception):
+    """The task was not in the expected status (someone else moved it), or does not exist."""
+
+
+@dataclass(frozen=True)
+class PrinterInfo:
+    """What intake and dispatch read from a ``printers`` document."""
+
+    printer_id: int
+    model: str
+    bed: PrinterBed | None
+    current_print_id: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _int_or_none(value: object) -> int | None:
+    if value is None:
+        return None
+    return int(str(value))
+
+
+def task_view(doc: Mapping[str, Any]) -> TaskView:
+    """The dispatcher's view of a task document."""
+    return TaskView(
+        task_id=str(doc["_id"]),
+        kind=TaskKind(doc["kind"]),
+        status=RobotTaskStatus(doc["status"]),
+        order=int(doc.get("order", 0)),
+        step=int(doc.get("step", 0)),
+        group=doc.get("print_id"),
+        bed_id=_int_or_none(doc.get("bed_id")),
+        load_next=bool(doc.get("load_next")),
+    )
+
+
+class TaskStore:
+    """All MongoDB I/O of the orchestrator; pymongo errors become :class:`StoreUnavailable`."""
+
+    def __init__(self, db: Database[Document]) -> None:
+        self._db = db
+        self.tasks: Collection[Document] = db.get_collection(
+            Collections.ROBOT_TASKS, write_concern=_DURABLE
+        )
+        self.beds: Collection[Document] = db.get_collection(
+            Collections.BEDS, write_concern=_DURABLE
+        )
+        self.printers: Collection[Document] = db.get_collection(
+            Collections.PRINTERS, write_concern=_DURABLE
+        )
+        self.jobs: Collection[Document] = db[Collections.JOBS]
+        self.state: Collection[Document] = db.get_collection(DISPATCH_STATE, write_concern=_DURABLE)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except pymongo.errors.DuplicateKeyError:
+            raise
+        except pymongo.errors.PyMongoError as err:
+            raise StoreUnavailable(f"MongoDB failed while {what}: {err}") from err
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes this service queries by (idempotent)."""
+        ensure_indexes(self._db, INDEXES)
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless MongoDB answers."""
+        self._call("pinging", self._db.command, "ping")
+
+    # -- intake ----------------------------------------------------------------------------
+    def printer(self, printer_id: int) -> PrinterInfo | None:
+        """The printer's model, plate and current print, or None if MongoDB has no such printer."""
+        doc = self._call("reading a printer", self.printers.find_one, {"_id": printer_id})
+        if doc is None:
+            return None
+        raw_bed = doc.get("bed")
+        bed = PrinterBed.model_validate(raw_bed) if isinstance(raw_bed, dict) else None
+        current = doc.get("current_print")
+        print_id = current.get("print_id") if isinstance(current, dict) else None
+        return PrinterInfo(
+            printer_id=printer_id,
+            model=str(doc.get("model", "")),
+            bed=bed,
+            current_print_id=str(print_id) if print_id else None,
+        )
+
+    def record(
+        self,
+        plans: Iterable[TaskPlan],
+        *,
+        source: str,
+        synthetic: bool = False,
+        note: str | None = None,
+    ) -> int:
+        """Insert the planned tasks durably; returns how many were new (0 = all recorded before).
+
+        Each task is inserted on its own: a duplicate key means that task was recorded already
+        (a redelivery, or a crash between the two inserts), so the others are still written.
+        """
+        order = time.time_ns()
+        new = 0
+        now = _now()
+        for plan in plans:
+            doc: Document = {
+                "_id": plan.task_id,
+                "kind": plan.kind.value,
+                "status": RobotTaskStatus.PENDING.value,
+                "printer_id": plan.printer_id,
+                "bed_id": plan.bed_id,
+                "bed_type": None,
+                "print_id": plan.print_id,
+                "print_id_synthetic": synthetic,
+                "source": source,
+                "note": note,
+                "order": order,
+                "step": plan.step,
+                "job_id": None,
+                "attempts": 0,
+                "load_next": False,
+                "payload": None,
+                "error": None,
+                "created_at": now,
+                "updated_at": now,
+                "sent_at": None,
+                "finished_at": None,
+                "history": [],
+            }
+            try:
+                self._call("recording a robot task", self.tasks.insert_one, doc)
+            except pymongo.errors.DuplicateKeyError:
+                continue
+            new += 1
+        return new
+
+    # -- reading the log -------------------------------------------------------------------
+    def get(self, task_id: str) -> Document | None:
+        """One task document."""
+        doc: Document | None = self._call("reading a task", self.tasks.find_one, {"_id": task_id})
+        return doc
+
+    def open_tasks(self) -> list[Document]:
+        """Every task that is not final, in dispatch order."""
+        cursor = self.tasks.find({"status": {"$in": [s.value for s in OPEN_STATUSES]}}).sort(
+            [("order", ASCENDING), ("step", ASCENDING)]
+        )
+        docs: list[Document] = self._call("listing open tasks", list, cursor)
+        return docs
+
+    def takes_of(self, print_ids: Iterable[str]) -> list[Document]:
+        """The take tasks of these prints (whatever their status)."""
+        ids = [f"{p}:{TaskKind.TAKE.value}" for p in print_ids]
+        if not ids:
+            return []
+        docs: list[Document] = self._call(
+            "reading takes", list, self.tasks.find({"_id": {"$in": ids}})
+        )
+        return docs
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        printer_id: int | None = None,
+        print_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Document]:
+        """Newest first, filtered."""
+        query: dict[str, Any] = {}
+        if status:
+            query["status"] = status
+        if kind:
+            query["kind"] = kind
+        if printer_id is not None:
+            query["printer_id"] = printer_id
+        if print_id:
+            query["print_id"] = print_id
+        cursor = (
+            self.tasks.find(query)
+            .sort([("order", DESCENDING), ("step", DESCENDING)])
+            .limit(max(1, min(limit, 1000)))
+        )
+        docs: list[Document] = self._call("listing tasks", list, cursor)
+        return docs
+
+    # -- transitions -----------------------------------------------------------------------
+    def move(
+        self,
+        task_id: str,
+        current: RobotTaskStatus,
+        target: RobotTaskStatus,
+        actor: Actor,
+        *,
+        note: str = "",
+        extra: Mapping[str, Any] | None = None,
+        inc: Mapping[str, int] | None = None,
+    ) -> Document:
+        """Compare-and-set the status (checked against the state machine); returns the new doc.
+
+        Raises :class:`TaskConflict` when the task is not in ``current`` any more.
+        """
+        transition(current, target, actor)
+        before = self.get(task_id)
+        if before is None or before.get("status") != current.value:
+            raise TaskConflict(f"task {task_id} is not {current} any more")
+        now = _now()
+        fields: dict[str, Any] = {"status": target.value, "updated_at": now, **(extra or {})}
+        if target in (RobotTaskStatus.DONE, RobotTaskStatus.ABORTED, RobotTaskStatus.FAILED):
+            fields["finished_at"] = now
+        # The whole history is rewritten under the status compare-and-set ($push of documents
+        # is not in the subset the nx-27017 test server stores faithfully).
+        history = before.get("history")
+        fields["history"] = [
+            *(history if isinstance(history, list) else []),
+            {
+                "at": now,
+                "from": current.value,
+                "to": target.value,
+                "actor": actor.value,
+                "note": note,
+            },
+        ]
+        update: dict[str, Any] = {"$set": fields}
+        if inc:
+            update["$inc"] = dict(inc)
+        doc: Document | None = self._call(
+            "updating a task",
+            self.tasks.find_one_and_update,
+            {"_id": task_id, "status": current.value},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            raise TaskConflict(f"task {task_id} is not {current} any more")
+        return doc
+
+    def hold_sent_tasks(self, note: str) -> list[str]:
+        """Restart recovery: every ``sent`` task becomes ``held`` (never re-sent by itself)."""
+        held = []
+        sent = self._call(
+            "finding sent tasks", list, self.tasks.find({"status": RobotTaskStatus.SENT.value})
+        )
+        for doc in sent:
+            try:
+                self.move(
+                    str(doc["_id"]),
+                    RobotTaskStatus.SENT,
+                    RobotTaskStatus.HELD,
+                    Actor.SYSTEM,
+                    note=note,
+                    extra={"error": note},
+                )
+            except TaskConflict:
+                continue
+            held.append(str(doc["_id"]))
+        return held
+
+    def set_fields(self, task_id: str, status: RobotTaskStatus, fields: Mapping[str, Any]) -> bool:
+        """Set fields of a task still in ``status`` (no status change); False if it moved."""
+        result = self._call(
+            "updating a task",
+            self.tasks.update_one,
+            {"_id": task_id, "status": status.value},
+            {"$set": {**fields, "updated_at": _now()}},
+        )
+        return bool(result.matched_count)
+
+    # -- plates ----------------------------------------------------------------------------
+    def next_queued_jobs(self, printer_id: int, model: str, limit: int = 20) -> list[JobDoc]:
+        """Queued jobs this printer could take, highest priority first."""
+        query = {
+            "status": JobStatus.QUEUED.value,
+            "$or": [
+                {"target.printer_id": printer_id},
+                {"target.model": model},
+                {"target.printer_id": None, "target.model": None},
+            ],
+        }
+        cursor = self.jobs.find(query).sort([("priority", DESCENDING), ("seq", ASCENDING)])
+        docs = self._call("reading queued jobs", list, cursor.limit(limit))
+        jobs = []
+        for doc in docs:
+            try:
+                jobs.append(JobDoc.model_validate(doc))
+            except ValueError:
+                continue  # a malformed job is printer-service's problem, not a plate choice
+        return jobs
+
+    def clean_plates(self, bed_type: BedType) -> list[PlateView]:
+        """Clean plates of ``bed_type`` (reserved ones included; the choice filters them)."""
+        docs = self._call(
+            "reading plates",
+            list,
+            self.beds.find({"state": BedState.CLEAN.value, "type": bed_type.value}),
+        )
+        plates = []
+        for doc in docs:
+            home = doc.get("home") or {}
+            try:
+                plates.append(
+                    PlateView(
+                        bed_id=int(str(doc["_id"])),
+                        type=BedType(doc["type"]),
+                        state=BedState(doc["state"]),
+                        rack=str(home.get("rack")),
+                        slot=int(home.get("slot", 0)),
+                        reserved_for=doc.get("reserved_for") or None,
+                    )
+                )
+            except (KeyError, ValueError):
+                continue
+        return plates
+
+    def reserved_plate(self, task_id: str) -> int | None:
+        """The plate already reserved for ``task_id`` (after a crash), if any."""
+        doc = self._call("reading a reservation", self.beds.find_one, {"reserved_for": task_id})
+        return None if doc is None else int(str(doc["_id"]))
+
+    def reserve_plate(self, bed_id: int, task_id: str) -> bool:
+        """Atomically reserve clean, unreserved plate ``bed_id`` for ``task_id``."""
+        doc = self._call(
+            "reserving a plate",
+            self.beds.find_one_and_update,
+            {"_id": bed_id, "state": BedState.CLEAN.value, "reserved_for": None},
+            {"$set": {"reserved_for": task_id, "reserved_at": _now()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None
+
+    def release_plate(self, task_id: str) -> None:
+        """Drop the reservation held by ``task_id`` (an aborted replace)."""
+        self._call(
+            "releasing a plate",
+            self.beds.update_many,
+            {"reserved_for": task_id},
+            {"$set": {"reserved_for": None, "reserved_at": None}},
+        )
+
+    def bed_home(self, bed_id: int) -> tuple[str, int] | None:
+        """A plate's home rack slot."""
+        doc = self._call("reading a plate", self.beds.find_one, {"_id": bed_id})
+        if doc is None:
+            return None
+        home = doc.get("home") or {}
+        return str(home.get("rack")), int(home.get("slot", 0))
+
+    def apply_take(self, printer_id: int, bed_id: int) -> None:
+        """After a take: the plate (with its part) is in its home slot, the printer is empty."""
+        home = self.bed_home(bed_id)
+        rack, slot = home if home is not None else (None, None)
+        self._call(
+            "recording a take",
+            self.beds.update_one,
+            {"_id": bed_id},
+            {
+                "$set": {
+                    "state": BedState.WITH_PART.value,
+                    "location": {"rack": rack, "slot": slot, "printer_id": None},
+                    "updated_at": _now(),
+                }
+            },
+        )
+        self._call(
+            "recording a take",
+            self.printers.update_one,
+            {"_id": printer_id, "bed.bed_id": bed_id},
+            {"$set": {"bed": None}},
+        )
+
+    def apply_replace(self, printer_id: int, bed_id: int) -> None:
+        """After a replace: the clean plate is loaded (this lets printer-service start a job)."""
+        self._call(
+            "recording a replace",
+            self.beds.update_one,
+            {"_id": bed_id},
+            {
+                "$set": {
+                    "state": BedState.IN_PRINTER.value,
+                    "location": {"rack": None, "slot": None, "printer_id": printer_id},
+                    "reserved_for": None,
+                    "reserved_at": None,
+                    "updated_at": _now(),
+                },
+                "$inc": {"cycles": 1},
+            },
+        )
+        self._call(
+            "recording a replace",
+            self.printers.update_one,
+            {"_id": printer_id},
+            {"$set": {"bed": {"bed_id": bed_id, "state": BedState.IN_PRINTER.value}}},
+        )
+
+    # -- pause -----------------------------------------------------------------------------
+    def paused(self) -> tuple[bool, str]:
+        """Whether dispatching is paused (persisted, so a restart keeps it) and why."""
+        doc = self._call("reading dispatch state", self.state.find_one, {"_id": "dispatch"})
+        if doc is None:
+            return False, ""
+        return bool(doc.get("paused")), str(doc.get("reason") or "")
+
+    def set_paused(self, paused: bool, reason: str) -> None:
+        """Pause or resume dispatching."""
+        self._call(
+            "writing dispatch state",
+            self.state.update_one,
+            {"_id": "dispatch"},
+            {"$set": {"paused": paused, "reason": reason, "updated_at": _now()}},
+            upsert=True,
+        )

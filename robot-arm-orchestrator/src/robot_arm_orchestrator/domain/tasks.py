@@ -1,0 +1,248 @@
+"""Robot tasks: their kinds, the task state machine, planning from a `ready`, and what runs next.
+
+A task is one robot motion (take, replace or homing). Its life cycle (``robot_tasks.status``)::
+
+    pending --(system: published)--> sent --(system: robot done)--> done
+    pending --(system: no clean plate)--> waiting --(system: plate reserved)--> pending
+    sent --(system: error, timeout, restart, publish doubt)--> held
+    pending --(system: interlock failed, e.g. wrong plate in the printer)--> held
+    pending --(system: impossible before anything moved)--> failed
+    held --(person: done)--> done
+    held --(person: retry)--> pending
+    held --(person: abort)--> aborted
+    pending|waiting --(person: abort)--> aborted
+
+done, failed and aborted are final. ``sent`` never goes back to ``pending`` by itself: a motion
+that may have started is only sent again after a person chose ``retry`` (at most once per
+decision). ``held`` is left only by a person's action.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from pantheon_contracts.robot import RobotJobKind
+from pantheon_contracts.store import PrinterBed, RobotTaskStatus
+
+TaskKind = RobotJobKind
+"""take, replace or homing (the same three as robot jobs)."""
+
+
+class Actor(StrEnum):
+    """Who makes a transition happen."""
+
+    SYSTEM = "system"
+    """The orchestrator itself (dispatcher, correlator, restart recovery)."""
+    PERSON = "person"
+    """An operator through the API (resolve done/retry/abort)."""
+
+
+FINAL_STATUSES: Final = frozenset(
+    {RobotTaskStatus.DONE, RobotTaskStatus.FAILED, RobotTaskStatus.ABORTED}
+)
+"""No transition leaves these."""
+OPEN_STATUSES: Final = frozenset(
+    {
+        RobotTaskStatus.PENDING,
+        RobotTaskStatus.WAITING,
+        RobotTaskStatus.SENT,
+        RobotTaskStatus.HELD,
+    }
+)
+"""Not finished: the dispatcher still has to do something, or a person has to decide."""
+
+_S = RobotTaskStatus
+ALLOWED: Final[frozenset[tuple[RobotTaskStatus, RobotTaskStatus, Actor]]] = frozenset(
+    {
+        (_S.PENDING, _S.SENT, Actor.SYSTEM),
+        (_S.PENDING, _S.WAITING, Actor.SYSTEM),
+        (_S.PENDING, _S.HELD, Actor.SYSTEM),
+        (_S.PENDING, _S.FAILED, Actor.SYSTEM),
+        (_S.WAITING, _S.PENDING, Actor.SYSTEM),
+        (_S.SENT, _S.DONE, Actor.SYSTEM),
+        (_S.SENT, _S.HELD, Actor.SYSTEM),
+        (_S.HELD, _S.DONE, Actor.PERSON),
+        (_S.HELD, _S.PENDING, Actor.PERSON),
+        (_S.HELD, _S.ABORTED, Actor.PERSON),
+        (_S.PENDING, _S.ABORTED, Actor.PERSON),
+        (_S.WAITING, _S.ABORTED, Actor.PERSON),
+    }
+)
+"""Every allowed (from, to, actor); anything else is refused."""
+
+
+class InvalidTransition(ValueError):
+    """A task may not go from its status to the requested one (by that actor)."""
+
+
+def can_transition(current: RobotTaskStatus, target: RobotTaskStatus, actor: Actor) -> bool:
+    """True when ``actor`` may move a task from ``current`` to ``target``."""
+    return (current, target, actor) in ALLOWED
+
+
+def transition(current: RobotTaskStatus, target: RobotTaskStatus, actor: Actor) -> RobotTaskStatus:
+    """Return ``target`` if allowed, else raise :class:`InvalidTransition` saying why."""
+    if not can_transition(current, target, actor):
+        if current in FINAL_STATUSES:
+            why = f"{current} is final"
+        elif current is RobotTaskStatus.HELD:
+            why = "a held task is only resolved by a person (done, retry or abort)"
+        else:
+            why = "not an allowed transition"
+        raise InvalidTransition(f"{actor} cannot move a task from {current} to {target}: {why}")
+    return target
+
+
+class Resolution(StrEnum):
+    """What a person decides for a held task (POST /tasks/{id}/resolve)."""
+
+    DONE = "done"
+    """The motion happened: apply its effect on the plate inventory."""
+    RETRY = "retry"
+    """Send the motion again (a new job id), by this decision only."""
+    ABORT = "abort"
+    """Drop the task (a take's replace is aborted with it)."""
+
+
+RESOLUTION_TARGET: Final = {
+    Resolution.DONE: RobotTaskStatus.DONE,
+    Resolution.RETRY: RobotTaskStatus.PENDING,
+    Resolution.ABORT: RobotTaskStatus.ABORTED,
+}
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task to record for a finished print (or a homing request)."""
+
+    task_id: str
+    kind: TaskKind
+    printer_id: int | None
+    bed_id: int | None
+    """take: the plate in the printer; replace: None until a plate is reserved."""
+    step: int
+    """Position inside its group: take 0, replace 1."""
+    print_id: str | None
+    """The print this task serves (the ``ready`` message id); None for homing."""
+
+
+def task_id_for(print_id: str, kind: TaskKind) -> str:
+    """Deterministic id, so a redelivered or repeated ``ready`` maps to the same task."""
+    return f"{print_id}:{kind.value}"
+
+
+def plan_tasks(printer_id: int, bed: PrinterBed | None, print_id: str) -> list[TaskPlan]:
+    """The tasks one finished print on ``printer_id`` needs: take (if a plate is in), replace.
+
+    With no plate in the printer (``bed`` None) only a replace is planned. A plate of unknown
+    id is planned as a take with ``bed_id`` None; the dispatcher holds it for a person.
+    """
+    plans: list[TaskPlan] = []
+    if bed is not None:
+        plans.append(
+            TaskPlan(
+                task_id=task_id_for(print_id, TaskKind.TAKE),
+                kind=TaskKind.TAKE,
+                printer_id=printer_id,
+                bed_id=bed.bed_id,
+                step=0,
+                print_id=print_id,
+            )
+        )
+    plans.append(
+        TaskPlan(
+            task_id=task_id_for(print_id, TaskKind.REPLACE),
+            kind=TaskKind.REPLACE,
+            printer_id=printer_id,
+            bed_id=None,
+            step=1,
+            print_id=print_id,
+        )
+    )
+    return plans
+
+
+def plan_homing(request_id: str) -> TaskPlan:
+    """One homing task; ``request_id`` is the message id, or a daily slot id."""
+    return TaskPlan(
+        task_id=f"homing:{request_id}",
+        kind=TaskKind.HOMING,
+        printer_id=None,
+        bed_id=None,
+        step=0,
+        print_id=None,
+    )
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What the dispatcher needs to know about an open task to pick the next one."""
+
+    task_id: str
+    kind: TaskKind
+    status: RobotTaskStatus
+    order: int
+    """Recording order (all tasks of one ``ready`` share it)."""
+    step: int
+    group: str | None
+    """The print id of a take/replace pair; None for homing."""
+    bed_id: int | None
+    load_next: bool = False
+    """take only: it was sent with load_next_bed_without_homing=true."""
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Nothing may be sent now, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing to do."""
+
+
+NextStep = TaskView | Blocked | Idle
+
+
+def _sort_key(task: TaskView) -> tuple[int, int, str]:
+    return (task.order, task.step, task.task_id)
+
+
+def next_task(open_tasks: Iterable[TaskView], closed_takes: Sequence[TaskView] = ()) -> NextStep:
+    """Pick the task to dispatch now, one at a time.
+
+    - any ``held`` task stops dispatching (a person must look), any ``sent`` task is in flight;
+    - a replace whose take was sent with ``load_next_bed_without_homing`` goes first, so
+      nothing (homing, another printer) comes between a take and its replace;
+    - otherwise the oldest pending task; a replace only once its take is done (or there is
+      none) and it has a reserved plate or can look for one (``waiting`` ones are re-checked
+      by the caller and turned pending when a plate was reserved).
+
+    ``closed_takes`` are the finished takes of open replaces (to know whether a take is done).
+    """
+    tasks = sorted(open_tasks, key=_sort_key)
+    for status, what in ((RobotTaskStatus.HELD, "held"), (RobotTaskStatus.SENT, "in flight")):
+        found = [t for t in tasks if t.status is status]
+        if found:
+            return Blocked(f"task {found[0].task_id} is {what}")
+    takes = {t.group: t for t in [*closed_takes, *tasks] if t.kind is TaskKind.TAKE}
+
+    def take_state(replace: TaskView) -> RobotTaskStatus | None:
+        take = takes.get(replace.group)
+        return None if take is None else take.status
+
+    for task in tasks:
+        if task.kind is TaskKind.REPLACE and task.status is RobotTaskStatus.PENDING:
+            take = takes.get(task.group)
+            if take is not None and take.status is RobotTaskStatus.DONE and take.load_next:
+                return task
+    for task in tasks:
+        if task.status is not RobotTaskStatus.PENDING:
+            continue
+        if task.kind is TaskKind.REPLACE and take_state(task) not in (None, RobotTaskStatus.DONE):
+            continue
+        return task
+    return Idle()

@@ -1,0 +1,60 @@
+"""Settings of the orchestrator (environment variables = field names in upper case)."""
+
+from datetime import time
+
+from pydantic import Field
+
+from pantheon_common.settings import (
+    AmqpSettings,
+    FarmSettings,
+    MongoSettings,
+    MqttSettings,
+    ServiceTokenSettings,
+)
+from pantheon_contracts.names import ORCHESTRATOR_PORT
+from pantheon_contracts.robot import RobotJobKind
+
+
+class Settings(AmqpSettings, MqttSettings, MongoSettings, ServiceTokenSettings, FarmSettings):
+    """Everything robot-arm-orchestrator reads; built once in ``main()``."""
+
+    http_host: str = Field(default="0.0.0.0", description="address of the HTTP API")  # noqa: S104
+    http_port: int = Field(default=ORCHESTRATOR_PORT, ge=0, le=65535, description="HTTP API port")
+    mqtt_client_id: str = Field(
+        default="robot-arm-orchestrator", description="MQTT client id (one orchestrator per bus)"
+    )
+    robot_echoes_job_id: bool = Field(
+        default=False,
+        description="the robot echoes job_id in its statuses (the simulator does; the real "
+        "robot does not): correlate by job_id instead of busy -> available transitions",
+    )
+    take_timeout_s: float = Field(default=300.0, gt=0, description="a take not done by then: held")
+    replace_timeout_s: float = Field(default=300.0, gt=0, description="same for a replace")
+    homing_timeout_s: float = Field(default=180.0, gt=0, description="same for a homing")
+    publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="wait for the broker's PUBACK; none by then: held"
+    )
+    homing_time_utc: time = Field(default=time(21, 0), description="daily homing time, UTC (HH:MM)")
+    daily_homing: bool = Field(default=True, description="record the daily homing task")
+    plate_poll_s: float = Field(
+        default=5.0, gt=0, description="how often waiting replaces look for a clean plate"
+    )
+    dispatch_poll_s: float = Field(
+        default=1.0, gt=0, description="idle dispatcher re-reads the task log this often"
+    )
+    shutdown_grace_s: float = Field(
+        default=50.0, ge=0, description="on SIGTERM, wait this long for a task in flight"
+    )
+    orchestrator_crashpoint: str = Field(
+        default="",
+        description="TEST ONLY: SIGKILL this process at a named step (after_record, "
+        "after_sent:take, after_done:take, after_sent:replace, ...)",
+    )
+
+    def timeout_for(self, kind: RobotJobKind) -> float:
+        """How long a task of ``kind`` may take before it is held."""
+        return {
+            RobotJobKind.TAKE: self.take_timeout_s,
+            RobotJobKind.REPLACE: self.replace_timeout_s,
+            RobotJobKind.HOMING: self.homing_timeout_s,
+        }[kind]

@@ -1,0 +1,209 @@
+"""Task planning, the task state machine (incl. a property-based test) and what runs next."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pantheon_contracts.beds import BedState
+from pantheon_contracts.store import PrinterBed, RobotTaskStatus
+from robot_arm_orchestrator.domain.tasks import (
+    ALLOWED,
+    FINAL_STATUSES,
+    Actor,
+    Blocked,
+    Idle,
+    InvalidTransition,
+    TaskKind,
+    TaskView,
+    can_transition,
+    next_task,
+    plan_homing,
+    plan_tasks,
+    transition,
+)
+
+S = RobotTaskStatus
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_a_finished_print_with_a_plate_plans_a_take_then_a_replace() -> None:
+    plans = plan_tasks(14, PrinterBed(bed_id=804, state=BedState.WITH_PART), "p1")
+    assert [(p.task_id, p.kind, p.bed_id, p.step) for p in plans] == [
+        ("p1:take", TaskKind.TAKE, 804, 0),
+        ("p1:replace", TaskKind.REPLACE, None, 1),
+    ]
+    assert all(p.printer_id == 14 and p.print_id == "p1" for p in plans)
+
+
+def test_a_printer_without_a_plate_only_needs_a_replace() -> None:
+    plans = plan_tasks(14, None, "p1")
+    assert [p.kind for p in plans] == [TaskKind.REPLACE]
+
+
+def test_the_same_print_plans_the_same_task_ids() -> None:
+    bed = PrinterBed(bed_id=804, state=BedState.WITH_PART)
+    assert plan_tasks(14, bed, "p1") == plan_tasks(14, bed, "p1")
+    assert plan_tasks(14, bed, "p1") != plan_tasks(14, bed, "p2")
+
+
+def test_homing_has_no_printer_and_no_bed() -> None:
+    plan = plan_homing("m-1")
+    assert (plan.task_id, plan.kind, plan.printer_id, plan.bed_id) == (
+        "homing:m-1",
+        TaskKind.HOMING,
+        None,
+        None,
+    )
+
+
+# ---------------------------------------------------------------- state machine table
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "actor", "allowed"),
+    [
+        (S.PENDING, S.SENT, Actor.SYSTEM, True),
+        (S.SENT, S.DONE, Actor.SYSTEM, True),
+        (S.SENT, S.HELD, Actor.SYSTEM, True),
+        (S.SENT, S.PENDING, Actor.SYSTEM, False),
+        (S.SENT, S.PENDING, Actor.PERSON, False),
+        (S.SENT, S.SENT, Actor.SYSTEM, False),
+        (S.HELD, S.PENDING, Actor.SYSTEM, False),
+        (S.HELD, S.DONE, Actor.SYSTEM, False),
+        (S.HELD, S.PENDING, Actor.PERSON, True),
+        (S.HELD, S.DONE, Actor.PERSON, True),
+        (S.HELD, S.ABORTED, Actor.PERSON, True),
+        (S.DONE, S.PENDING, Actor.PERSON, False),
+        (S.ABORTED, S.PENDING, Actor.PERSON, False),
+        (S.WAITING, S.PENDING, Actor.SYSTEM, True),
+        (S.PENDING, S.WAITING, Actor.SYSTEM, True),
+        (S.PENDING, S.ABORTED, Actor.PERSON, True),
+        (S.PENDING, S.ABORTED, Actor.SYSTEM, False),
+    ],
+)
+def test_transition_table(current: S, target: S, actor: Actor, allowed: bool) -> None:
+    assert can_transition(current, target, actor) is allowed
+    if allowed:
+        assert transition(current, target, actor) is target
+    else:
+        with pytest.raises(InvalidTransition):
+            transition(current, target, actor)
+
+
+def test_the_error_says_a_held_task_waits_for_a_person() -> None:
+    with pytest.raises(InvalidTransition, match="only resolved by a person"):
+        transition(S.HELD, S.PENDING, Actor.SYSTEM)
+
+
+# ---------------------------------------------------------------- property-based
+
+
+moves = st.lists(st.tuples(st.sampled_from(list(S)), st.sampled_from(list(Actor))), max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(start=st.sampled_from(list(S)), attempts=moves)
+def test_no_sequence_of_requests_breaks_the_invariants(
+    start: S, attempts: list[tuple[S, Actor]]
+) -> None:
+    """Whatever is requested, in any order, by anyone: the accepted path keeps the rules."""
+    current = start
+    for target, actor in attempts:
+        try:
+            new = transition(current, target, actor)
+        except InvalidTransition:
+            continue
+        assert current not in FINAL_STATUSES, "nothing leaves done/failed/aborted"
+        assert not (current is S.SENT and new is S.PENDING), "sent never goes back to pending"
+        if current is S.HELD:
+            assert actor is Actor.PERSON, "held is only left by a person's action"
+        if new is S.SENT:
+            assert current is S.PENDING, "only a pending task is sent"
+        current = new
+
+
+@given(st.sampled_from(sorted(ALLOWED)))
+def test_every_allowed_transition_is_accepted(edge: tuple[S, S, Actor]) -> None:
+    current, target, actor = edge
+    assert transition(current, target, actor) is target
+
+
+# ---------------------------------------------------------------- next task
+
+
+def view(
+    task_id: str,
+    kind: TaskKind,
+    status: S,
+    order: int,
+    *,
+    group: str | None = None,
+    load_next: bool = False,
+) -> TaskView:
+    step = {TaskKind.TAKE: 0, TaskKind.REPLACE: 1, TaskKind.HOMING: 0}[kind]
+    return TaskView(task_id, kind, status, order, step, group, None, load_next)
+
+
+def test_the_oldest_pending_task_goes_first() -> None:
+    tasks = [
+        view("h", TaskKind.HOMING, S.PENDING, 3),
+        view("a:take", TaskKind.TAKE, S.PENDING, 1, group="a"),
+        view("a:replace", TaskKind.REPLACE, S.PENDING, 1, group="a"),
+    ]
+    result = next_task(tasks)
+    assert isinstance(result, TaskView)
+    assert result.task_id == "a:take"
+
+
+def test_a_held_task_stops_everything() -> None:
+    tasks = [
+        view("a:take", TaskKind.TAKE, S.HELD, 1, group="a"),
+        view("h", TaskKind.HOMING, S.PENDING, 2),
+    ]
+    assert isinstance(next_task(tasks), Blocked)
+
+
+def test_a_sent_task_blocks_the_next() -> None:
+    tasks = [
+        view("a:take", TaskKind.TAKE, S.SENT, 1, group="a"),
+        view("h", TaskKind.HOMING, S.PENDING, 2),
+    ]
+    assert next_task(tasks) == Blocked("task a:take is in flight")
+
+
+def test_homing_never_comes_between_a_take_and_its_replace() -> None:
+    """Homing recorded earlier than a later swap still waits for a replace that must follow."""
+    take_done = view("b:take", TaskKind.TAKE, S.DONE, 5, group="b", load_next=True)
+    tasks = [
+        view("h", TaskKind.HOMING, S.PENDING, 2),
+        view("b:replace", TaskKind.REPLACE, S.PENDING, 5, group="b"),
+    ]
+    result = next_task(tasks, [take_done])
+    assert isinstance(result, TaskView)
+    assert result.task_id == "b:replace"
+
+
+def test_a_replace_waits_for_its_take() -> None:
+    tasks = [view("a:replace", TaskKind.REPLACE, S.PENDING, 1, group="a")]
+    take_pending = view("a:take", TaskKind.TAKE, S.PENDING, 1, group="a")
+    assert next_task(tasks, [take_pending]) == Idle()
+    take_aborted = view("a:take", TaskKind.TAKE, S.ABORTED, 1, group="a")
+    assert next_task(tasks, [take_aborted]) == Idle()
+
+
+def test_a_waiting_replace_lets_other_work_through() -> None:
+    """No clean plate for printer a: b's swap and homing go on meanwhile."""
+    take_done = view("a:take", TaskKind.TAKE, S.DONE, 1, group="a", load_next=False)
+    tasks = [
+        view("a:replace", TaskKind.REPLACE, S.WAITING, 1, group="a"),
+        view("h", TaskKind.HOMING, S.PENDING, 2),
+    ]
+    result = next_task(tasks, [take_done])
+    assert isinstance(result, TaskView)
+    assert result.task_id == "h"
+
+
+def test_nothing_open_is_idle() -> None:
+    assert next_task([]) == Idle()

@@ -1,0 +1,192 @@
+"""A printer's storage over implicit FTPS, as vsFTPd on the printers serves it (6.1, 11.10).
+
+TLS starts at byte 0 (no ``AUTH TLS``), TLS 1.2 at most, login ``bblp`` + access code, passive
+mode, the data channel protected by default and required to RESUME the control channel's TLS
+session (``522`` otherwise, like ``require_ssl_reuse``). One data transfer at a time per
+printer (``425`` otherwise), ``226`` only after the file is closed, and an optional throughput
+cap. Each printer's server runs its own pyftpdlib IO loop in one thread.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from OpenSSL import SSL
+from OpenSSL._util import lib as _ssl_lib  # SSL_session_reused has no public wrapper
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers.ftp.data import ThrottledDTPHandler
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+log = logging.getLogger(__name__)
+
+STORAGE_FOLDERS = ("cache", "timelapse", "image", "logger")
+"""Folders a printer's storage holds besides the root where uploads go (section 11.12)."""
+
+
+@dataclass(frozen=True)
+class FtpsSettings:
+    """What one printer's FTPS server needs."""
+
+    name: str
+    host: str
+    port: int
+    """0 picks a free port (see :attr:`FtpsServer.port`)."""
+    root: Path
+    cert_file: Path
+    key_file: Path
+    access_code: str
+    passive_ports: range | None
+    rate_limit: Callable[[], int | None]
+    """Current throughput cap in bytes/s (read at each data connection), None = unlimited."""
+
+
+class _Gate:
+    """The printer's single data-transfer slot."""
+
+    def __init__(self) -> None:
+        self.holder: object | None = None
+
+
+class _ReuseRequiredDTP(TLS_DTPHandler, ThrottledDTPHandler):  # type: ignore[misc]
+    """Data channel: TLS session reuse required, optional throttle, frees the slot on close."""
+
+    def __init__(self, sock: Any, cmd_channel: Any) -> None:
+        limit = cmd_channel.rate_limit()
+        self.read_limit = self.write_limit = int(limit or 0)
+        super().__init__(sock, cmd_channel)
+
+    def handle_ssl_established(self) -> None:
+        if not _ssl_lib.SSL_session_reused(self.socket._ssl):
+            self.cmd_channel.respond("522 SSL connection failed: session reuse required")
+            self.cmd_channel.log("data channel without TLS session reuse: 522")
+            self.close()
+
+    def close(self) -> None:
+        gate: _Gate = self.cmd_channel.gate
+        if gate.holder is self.cmd_channel:
+            gate.holder = None
+        super().close()
+
+
+class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
+    """Control channel: TLS from the first byte, greeting inside TLS, one transfer at a time."""
+
+    dtp_handler = _ReuseRequiredDTP
+    tls_control_required = True
+    tls_data_required = True
+    banner = "Welcome to Bambu FTP Server"  # clients sniff vsFTPd banners; keep it neutral
+    gate: _Gate
+    rate_limit: Callable[[], int | None]
+
+    def handle(self) -> None:
+        self.on_connect()
+        self.secure_connection(self.ssl_context)
+        self._pbsz = True
+        self._prot = True
+
+    def handle_ssl_established(self) -> None:
+        self.respond(f"220 {self.banner}")
+
+    def flush_account(self) -> None:
+        super().flush_account()
+        self._pbsz = True
+        self._prot = True
+
+    def ftp_AUTH(self, line: str) -> None:  # noqa: N802 - pyftpdlib names
+        self.respond("503 Already using TLS (implicit FTPS).")
+
+    def _take_slot(self) -> bool:
+        if self.gate.holder not in (None, self):
+            self.respond("425 Can't open data connection.")
+            return False
+        self.gate.holder = self
+        return True
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:  # noqa: N802 - pyftpdlib names
+        if self._take_slot():
+            return super().ftp_STOR(file, mode)
+        return None
+
+    def ftp_RETR(self, file: str) -> Any:  # noqa: N802 - pyftpdlib names
+        if self._take_slot():
+            return super().ftp_RETR(file)
+        return None
+
+    def ftp_LIST(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
+        if self._take_slot():
+            return super().ftp_LIST(path)
+        return None
+
+    def ftp_NLST(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
+        if self._take_slot():
+            return super().ftp_NLST(path)
+        return None
+
+    def ftp_MLSD(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
+        if self._take_slot():
+            return super().ftp_MLSD(path)
+        return None
+
+    def close(self) -> None:
+        if getattr(self, "gate", None) is not None and self.gate.holder is self:
+            self.gate.holder = None
+        super().close()
+
+
+class FtpsServer:
+    """One printer's implicit-FTPS server in its own thread."""
+
+    def __init__(self, settings: FtpsSettings) -> None:
+        self.settings = settings
+        settings.root.mkdir(parents=True, exist_ok=True)
+        for folder in STORAGE_FOLDERS:
+            (settings.root / folder).mkdir(exist_ok=True)
+        authorizer = DummyAuthorizer()
+        authorizer.add_user("bblp", settings.access_code, str(settings.root), perm="elradfmwMT")
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.use_certificate_chain_file(str(settings.cert_file))
+        ctx.use_privatekey_file(str(settings.key_file))
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_session_id(f"bambu-sim-{settings.name}".encode()[:32])
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        handler = type(
+            f"PrinterFtps{settings.name}",
+            (_ImplicitTlsHandler,),
+            {
+                "authorizer": authorizer,
+                "ssl_context": ctx,
+                "passive_ports": list(settings.passive_ports) if settings.passive_ports else None,
+                "gate": _Gate(),
+                "rate_limit": staticmethod(settings.rate_limit),
+                "timeout": 120,
+                "auth_failed_timeout": 1,  # vsftpd delay_failed_login
+            },
+        )
+        self._ioloop = IOLoop()
+        self._server = FTPServer((settings.host, settings.port), handler, ioloop=self._ioloop)
+        self.port: int = int(self._server.socket.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ftps-{settings.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._ioloop.loop(timeout=0.1, blocking=False)
+        except Exception:
+            log.exception("FTPS server of printer %s crashed", self.settings.name)
+        finally:
+            self._server.close_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

@@ -1,0 +1,342 @@
+"""A printer's MQTT endpoint: a private mosquitto (TLS 1.2, bblp + code) and the sim's link.
+
+Each printer gets its own mosquitto process with two listeners (``per_listener_settings``):
+the printer-facing TLS listener (password file with ``bblp``, an ACL that only lets ``bblp``
+read ``device/+/report`` and write ``device/+/request``, a connection cap) and a unix socket
+that only the simulator uses. TLS is capped at 1.2 through a private OpenSSL config, because
+mosquitto 2.0's ``tls_version tlsv1.2`` is a floor, not a cap. The broker's notice log is
+published on ``$SYS/broker/log/N``; the simulator reads it to see clients (re)connect.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+MOSQUITTO = os.environ.get("BAMBU_SIM_MOSQUITTO", "/usr/sbin/mosquitto")
+MOSQUITTO_PASSWD = os.environ.get("BAMBU_SIM_MOSQUITTO_PASSWD", "/usr/bin/mosquitto_passwd")
+
+_OPENSSL_CNF = """\
+# bambu-sim: the printers speak TLS 1.2 only (bambu-lan-protocol.md 2.2)
+openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1.2
+MaxProtocol = TLSv1.2
+"""
+
+
+class BrokerError(Exception):
+    """A printer's mosquitto could not be configured or started."""
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What one printer's broker needs."""
+
+    name: str
+    host: str
+    port: int
+    cert_file: Path
+    key_file: Path
+    access_code: str
+    topic_prefix: str
+    max_clients: int
+    directory: Path
+    """Where config, password file, ACL and log live."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (for brokers that need a port up front)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class MosquittoBroker:
+    """One private mosquitto process; start/stop/restart, never orphaned on a clean exit."""
+
+    def __init__(self, settings: BrokerSettings, socket_dir: Path) -> None:
+        self.settings = settings
+        self.socket_path = socket_dir / f"{settings.name}.sock"
+        self._dir = settings.directory
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pid_file(self) -> Path:
+        return self._dir / "mosquitto.pid"
+
+    def write_config(self) -> Path:
+        s = self.settings
+        self._dir.mkdir(parents=True, exist_ok=True)
+        passwd = self._dir / "passwd"
+        passwd.unlink(missing_ok=True)
+        try:
+            subprocess.run(
+                [MOSQUITTO_PASSWD, "-c", "-b", str(passwd), "bblp", s.access_code],
+                check=True,
+                capture_output=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            raise BrokerError(f"mosquitto_passwd failed for {s.name}: {err}") from err
+        acl = self._dir / "acl"
+        acl.write_text(
+            "user bblp\n"
+            f"topic read {s.topic_prefix}device/+/report\n"
+            f"topic write {s.topic_prefix}device/+/request\n"
+        )
+        (self._dir / "openssl.cnf").write_text(_OPENSSL_CNF)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        conf = self._dir / "mosquitto.conf"
+        conf.write_text(
+            f"""\
+# bambu-sim printer {s.name}: generated, rewritten on every start
+per_listener_settings true
+persistence false
+user {user}
+log_dest topic
+log_dest file {self._dir / "mosquitto.log"}
+log_type error
+log_type warning
+log_type notice
+max_queued_messages 10000
+
+# the simulator's own link
+listener 0 {self.socket_path}
+allow_anonymous true
+
+# the printer's face: MQTT 3.1.1 over TLS, bblp + access code
+listener {s.port} {s.host}
+certfile {s.cert_file}
+keyfile {s.key_file}
+tls_version tlsv1.2
+allow_anonymous false
+password_file {passwd}
+acl_file {acl}
+max_connections {s.max_clients}
+"""
+        )
+        return conf
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start the process and wait until both listeners accept connections."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                return
+            conf = self._dir / "mosquitto.conf"
+            if not conf.is_file():
+                conf = self.write_config()
+            self.socket_path.unlink(missing_ok=True)
+            env = dict(os.environ, OPENSSL_CONF=str(self._dir / "openssl.cnf"))
+            err_log = (self._dir / "mosquitto.stderr").open("ab")
+            try:
+                self._proc = subprocess.Popen(
+                    [MOSQUITTO, "-c", str(conf)],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=err_log,
+                    stderr=err_log,
+                    start_new_session=True,
+                )
+            except OSError as err:
+                raise BrokerError(f"cannot run {MOSQUITTO}: {err}") from err
+            finally:
+                err_log.close()
+            self.pid_file.write_text(f"{self._proc.pid}\n")
+            proc = self._proc
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(
+                    f"mosquitto for printer {self.settings.name} exited ({proc.returncode}); "
+                    f"see {self._dir / 'mosquitto.log'}"
+                )
+            if self.socket_path.exists() and _tcp_open(self.settings.host, self.settings.port):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"mosquitto for printer {self.settings.name} did not start in time")
+
+    def stop(self) -> None:
+        """Terminate the process group; kill it if it lingers."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.pid_file.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+
+    @property
+    def running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    @staticmethod
+    def kill_stale(directory: Path) -> None:
+        """Kill a mosquitto a crashed earlier run left behind in ``directory``."""
+        pid_file = directory / "mosquitto.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(directory / "mosquitto.conf").encode() in cmdline:
+            log.warning("killing stale mosquitto %d from an earlier run", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+RequestHandler = Callable[[dict[str, Any]], None]
+
+
+class MqttEndpoint:
+    """The broker plus the simulator's client on its unix socket."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        serial: str,
+        socket_dir: Path,
+        on_request: RequestHandler,
+        on_client_connected: Callable[[], None],
+    ) -> None:
+        self.broker = MosquittoBroker(settings, socket_dir)
+        self.serial = serial
+        prefix = settings.topic_prefix
+        self.report_topic = f"{prefix}device/{serial}/report"
+        self.request_topic = f"{prefix}device/{serial}/request"
+        self._on_request = on_request
+        self._on_client_connected = on_client_connected
+        self._connected = threading.Event()
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bambu-sim-{serial}",
+            transport="unix",
+            protocol=paho.MQTTv311,
+        )
+        self._client.reconnect_delay_set(1, 2)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+        self._started = False
+
+    def start(self) -> None:
+        MosquittoBroker.kill_stale(self.broker.settings.directory)
+        self.broker.write_config()
+        self.broker.start()
+        self._client.connect_async(str(self.broker.socket_path), 1, keepalive=30)
+        self._client.loop_start()
+        self._started = True
+        if not self._connected.wait(10):
+            raise BrokerError(f"simulator could not reach its broker for {self.serial}")
+
+    def stop(self) -> None:
+        if self._started:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._started = False
+        self.broker.stop()
+
+    def drop_connections(self, offline_s: float) -> None:
+        """Every client loses its connection (the broker restarts after ``offline_s``)."""
+        log.info("printer %s: dropping MQTT connections for %.1f s", self.serial, offline_s)
+        self._connected.clear()
+        self.broker.stop()
+        if offline_s > 0:
+            time.sleep(offline_s)
+        self.broker.start()
+        self._connected.wait(10)
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        """Reports at QoS 0, pretty-printed like the firmware (section 3)."""
+        if not self._connected.is_set():
+            return
+        self._client.publish(self.report_topic, json.dumps(payload, indent=4), qos=0)
+
+    # paho callbacks (network thread): never raise
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("printer %s: internal broker link refused: %s", self.serial, reason)
+            return
+        client.subscribe([(self.request_topic, 1), ("$SYS/broker/log/N", 0)])
+        self._connected.set()
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+
+    def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            if msg.topic.startswith("$SYS/"):
+                text = msg.payload.decode("utf-8", errors="replace")
+                if "New client connected" in text and "u'bblp'" in text:
+                    self._on_client_connected()
+                return
+            try:
+                payload = json.loads(msg.payload.decode("utf-8", errors="replace"))
+            except ValueError:
+                log.info("printer %s: ignoring a request that is not JSON", self.serial)
+                return
+            if isinstance(payload, dict):
+                self._on_request(payload)
+        except Exception:
+            log.exception("printer %s: request handling failed", self.serial)
+
+
+def make_socket_dir() -> Path:
+    """A short directory for unix sockets (their paths must stay under 108 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="bsim-"))

@@ -1,0 +1,100 @@
+"""A simulated printer's storage over real implicit FTPS."""
+
+import ftplib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pantheon_sim.bambu.farm import BambuSimFarm
+from pantheon_sim.bambu.ftps_client import ImplicitFtpsClient, printer_tls_context
+from pantheon_sim.bambu.printer import FaultSettings
+
+pytestmark = pytest.mark.integration
+
+
+class _NoReuseClient(ImplicitFtpsClient):
+    """Stock ftplib behaviour on the data channel: a NEW TLS session."""
+
+    def ntransfercmd(
+        self, cmd: str, rest: int | str | None = None
+    ) -> tuple[socket.socket, int | None]:
+        return ftplib.FTP_TLS.ntransfercmd(self, cmd, rest)  # noqa: S321 - the point
+
+
+def test_upload_with_session_reuse_lands_whole_and_is_listed(
+    farm: BambuSimFarm, ftps: Callable[[int], ImplicitFtpsClient]
+) -> None:
+    data = bytes(range(256)) * 4000  # ~1 MB
+    f = ftps(16)
+    assert f.upload(data, "part.gcode.3mf") == len(data)
+    assert f.size("part.gcode.3mf") == len(data)
+    assert "part.gcode.3mf" in f.nlst()
+    assert (farm.storage_dir(16) / "part.gcode.3mf").read_bytes() == data
+    assert "part.gcode.3mf" in farm.printer(16)["files"]
+    assert {"cache", "timelapse", "image", "logger"} <= set(f.nlst())
+
+
+def test_data_channel_without_session_reuse_gets_522(farm: BambuSimFarm) -> None:
+    ep = farm.endpoint(16)
+    f = _NoReuseClient(context=printer_tls_context(ep.ca_file), timeout=10)
+    f.connect(ep.host, ep.ftps_port)
+    f.login("bblp", ep.access_code)
+    try:
+        with pytest.raises((ftplib.error_perm, ssl.SSLError, OSError)) as caught:
+            f.storbinary("STOR refused.bin", __import__("io").BytesIO(b"x" * 1000))
+        reply = str(caught.value)
+        if not reply.startswith("522"):
+            reply = f.getresp() if isinstance(caught.value, (ssl.SSLError, OSError)) else reply
+    except ftplib.error_perm as err:
+        reply = str(err)
+    finally:
+        f.close()
+    assert reply.startswith("522")
+
+
+def test_wrong_password_is_refused(farm: BambuSimFarm) -> None:
+    ep = farm.endpoint(16)
+    f = ImplicitFtpsClient(context=printer_tls_context(ep.ca_file), timeout=10)
+    f.connect(ep.host, ep.ftps_port)
+    try:
+        with pytest.raises(ftplib.error_perm, match="530"):
+            f.login("bblp", "wrong")
+    finally:
+        f.close()
+
+
+def test_clear_text_client_gets_no_banner(farm: BambuSimFarm) -> None:
+    ep = farm.endpoint(16)
+    with socket.create_connection((ep.host, ep.ftps_port), timeout=2) as s:
+        s.settimeout(1)
+        try:
+            data = s.recv(64)
+        except (TimeoutError, ConnectionResetError):
+            data = b""
+    assert not data.startswith(b"220")
+
+
+def test_second_concurrent_transfer_gets_425_and_rate_limit_slows(
+    farm: BambuSimFarm, ftps: Callable[[int], ImplicitFtpsClient]
+) -> None:
+    farm.set_faults(17, FaultSettings(ftps_rate_limit=50_000))
+    try:
+        first, second = ftps(17), ftps(17)
+        first.voidcmd("TYPE I")
+        conn, _ = first.ntransfercmd("STOR slow.bin")
+        try:
+            conn.sendall(b"a" * 16_000)
+            with pytest.raises(ftplib.error_temp, match="425"):
+                second.upload(b"b" * 10, "other.bin")
+            started = time.monotonic()
+            conn.sendall(b"a" * 104_000)
+        finally:
+            conn.close()
+        assert first.voidresp().startswith("226")  # sent only once the file is written
+        assert time.monotonic() - started > 0.8  # 120 KB at 50 KB/s
+        assert first.size("slow.bin") == 120_000
+    finally:
+        farm.set_faults(17, FaultSettings())

@@ -1,0 +1,115 @@
+"""A simulated printer's MQTT over real TLS: auth, certificates, pushall, full vs delta."""
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from pantheon_sim.bambu.certs import ensure_ca
+from pantheon_sim.bambu.farm import BambuSimFarm
+from pantheon_sim.bambu.ftps_client import printer_tls_context
+
+pytestmark = pytest.mark.integration
+
+
+def test_pushall_gives_a_full_report_then_p1s_sends_deltas(
+    connect: Callable[..., object], reset: Callable[[int], None]
+) -> None:
+    reset(14)
+    client = connect(14)
+    full = client.pushall()  # type: ignore[attr-defined]
+    assert full["msg"] == 0
+    assert full["gcode_state"] == "IDLE"
+    assert full["stg_cur"] == 255
+    assert isinstance(full["sequence_id"], str)
+    assert {"mc_percent", "mc_remaining_time", "nozzle_temper", "hms", "print_error"} <= set(full)
+    delta = client.wait_for(lambda m: m.get("print", {}).get("msg") == 1, timeout=5)  # type: ignore[attr-defined]
+    assert "gcode_state" not in delta["print"]  # unchanged keys are left out
+    assert int(delta["print"]["sequence_id"]) > int(full["sequence_id"])
+
+
+def test_x1c_sends_full_reports_every_time(
+    connect: Callable[..., object], reset: Callable[[int], None]
+) -> None:
+    reset(31)
+    client = connect(31)
+    full = client.pushall()  # type: ignore[attr-defined]
+    assert full["stg_cur"] == -1
+    for _ in range(2):
+        msg = client.wait_for(lambda m: "print" in m, timeout=5)  # type: ignore[attr-defined]
+        assert msg["print"]["msg"] == 0
+        assert msg["print"]["gcode_state"] == "IDLE"
+
+
+def test_reports_are_pretty_printed_json(farm: BambuSimFarm, reset: Callable[[int], None]) -> None:
+    reset(15)
+    ep = farm.endpoint(15)
+    raw: list[bytes] = []
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="raw-reader", protocol=paho.MQTTv311)
+    c.tls_set_context(printer_tls_context(ep.ca_file))
+    c.username_pw_set("bblp", ep.access_code)
+    c.on_message = lambda cl, u, m: raw.append(m.payload)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(ep.report_topic)
+    c.connect(ep.host, ep.mqtt_port)
+    c.loop_start()
+    try:
+        deadline = time.monotonic() + 5
+        while not raw and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert raw, "no report within 5 s"
+    assert raw[0].startswith(b'{\n    "print": {\n        "command": "push_status"')
+
+
+def test_wrong_access_code_is_not_authorized(connect: Callable[..., object]) -> None:
+    client = connect(14, password="87654321")
+    assert client.connack == ["Not authorized"]  # type: ignore[attr-defined]
+
+
+def test_plain_tcp_gets_no_connack(farm: BambuSimFarm) -> None:
+    ep = farm.endpoint(14)
+    with socket.create_connection((ep.host, ep.mqtt_port), timeout=2) as s:
+        # an MQTT 3.1.1 CONNECT in clear text: the TLS listener never answers with a CONNACK
+        s.sendall(bytes.fromhex("101000044d5154540402003c0004746573740000"))
+        s.settimeout(2)
+        try:
+            data = s.recv(16)
+        except (TimeoutError, ConnectionResetError):
+            data = b""
+    assert not data.startswith(b"\x20")
+
+
+def test_a_foreign_ca_is_refused(farm: BambuSimFarm, tmp_path: Path) -> None:
+    other = ensure_ca(tmp_path / "other")
+    ep = farm.endpoint(14)
+    ctx = printer_tls_context(other.cert_file)
+    with (
+        socket.create_connection((ep.host, ep.mqtt_port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        ctx.wrap_socket(raw)
+
+
+def test_tls_is_capped_at_1_2(farm: BambuSimFarm) -> None:
+    ep = farm.endpoint(14)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((ep.host, ep.mqtt_port), timeout=5) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        assert tls.version() == "TLSv1.2"
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with (
+        socket.create_connection((ep.host, ep.mqtt_port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        ctx.wrap_socket(raw)
