@@ -7,6 +7,8 @@ Load it from a conftest with ``pytest_plugins = ["pantheon_devtools.pytest_plugi
 - ``mongo_db``: ``MongoTestDb(url, name)`` for a database ``pantheon_test_<hex>``, dropped after.
 - ``mysql_url``: a fresh MariaDB database ``pantheon_test_<hex>``, dropped afterwards.
 - ``mqtt_prefix``: a unique topic prefix ``test/<hex>/``; ``mqtt_endpoint`` (session): (host, port).
+- ``sshd``: a private OpenSSH server on loopback with its own keys and a command log (not
+  marked ``integration``: it shares no server).
 
 Every test that uses one of them is marked ``integration``.
 """
@@ -25,6 +27,7 @@ import pymysql
 import pytest
 
 from pantheon_devtools.infra import Endpoints, InfraError, ensure_infra
+from pantheon_devtools.sshd import SshServer, start_sshd
 
 INFRA_FIXTURES = frozenset(
     {"infra", "amqp_url", "mongo_db", "mysql_url", "mqtt_prefix", "mqtt_endpoint"}
@@ -141,3 +144,18 @@ def mqtt_prefix(infra: Endpoints) -> str:
 def mqtt_endpoint(infra: Endpoints) -> tuple[str, int]:
     """(host, port) of the harness's own Mosquitto."""
     return infra.mqtt_host, infra.mqtt_port
+
+
+# ---------------------------------------------------------------- test sshd (sshd.py)
+
+
+@pytest.fixture
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A private OpenSSH server on 127.0.0.1 for this test (see `pantheon_devtools.sshd`).
+
+    Gives host, port, user, client_key, known_hosts, host_public_key, command_log (read with
+    ``logged_commands()``) and work_dir (SFTP starts there). Every command is logged, then run.
+    For a server shared by a module, use ``start_sshd`` in a fixture of your own.
+    """
+    with start_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -1,0 +1,1 @@
+"""Decisions of printer-utilization: state mapping, interval building, report arithmetic."""

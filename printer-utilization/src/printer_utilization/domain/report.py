@@ -1,0 +1,212 @@
+"""Report arithmetic: buckets of a time range, and hours/percentages per state.
+
+Every printer's time in a bucket is split over the states; time that no interval covers
+(the poller was not running, the printer was not yet known, the database lost it) counts as
+**offline**, so the percentages of a printer always sum to 100 over its buckets. Days and weeks
+are UTC (weeks start on Monday); buckets are clipped to the requested range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from printer_utilization.domain.states import REPORT_STATES, UtilState
+
+DAY_S = 86_400.0
+
+
+class Grouping(StrEnum):
+    """How a report range is cut into buckets."""
+
+    NONE = "none"
+    DAY = "day"
+    WEEK = "week"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A half-open time span ``[start, end)`` of a report."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        """Length of the bucket."""
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The buckets of a range: bucket ``k`` starts at ``origin + k * step_s`` (clipped)."""
+
+    start: datetime
+    end: datetime
+    origin: datetime
+    step_s: float
+    items: tuple[Bucket, ...]
+
+    def index(self, at: datetime) -> int:
+        """Number of the bucket holding instant ``at`` (may be outside ``items``)."""
+        return int((at - self.origin).total_seconds() // self.step_s)
+
+    def split(self, started: datetime, ended: datetime) -> Iterator[tuple[int, float]]:
+        """Seconds of ``[started, ended)`` that fall into each bucket of the range."""
+        lo, hi = max(started, self.start), min(ended, self.end)
+        if hi <= lo:
+            return
+        first, last = self.index(lo), min(self.index(hi), len(self.items) - 1)
+        for k in range(max(first, 0), last + 1):
+            bucket = self.items[k]
+            overlap = (min(hi, bucket.end) - max(lo, bucket.start)).total_seconds()
+            if overlap > 0:
+                yield k, overlap
+
+
+def make_buckets(start: datetime, end: datetime, grouping: Grouping) -> Buckets:
+    """Cut ``[start, end)`` into buckets (one bucket for ``Grouping.NONE``)."""
+    if end <= start:
+        raise ValueError("the range must end after it starts")
+    if grouping is Grouping.NONE:
+        origin, step = start, (end - start).total_seconds()
+    else:
+        origin = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        step = DAY_S
+        if grouping is Grouping.WEEK:
+            origin -= timedelta(days=origin.weekday())
+            step = 7 * DAY_S
+    items: list[Bucket] = []
+    k = 0
+    while True:
+        lo = origin + timedelta(seconds=k * step)
+        if lo >= end:
+            break
+        hi = origin + timedelta(seconds=(k + 1) * step)
+        items.append(Bucket(max(lo, start), min(hi, end)))
+        k += 1
+    return Buckets(start, end, origin, step, tuple(items))
+
+
+@dataclass
+class Usage:
+    """What a bucket accumulated: seconds per state covered by data, and prints."""
+
+    seconds: dict[UtilState, float] = field(default_factory=dict)
+    prints_finished: int = 0
+    prints_failed: int = 0
+    filament_g: float = 0.0
+
+    def add_seconds(self, state: UtilState, seconds: float) -> None:
+        """Count ``seconds`` more in ``state``."""
+        self.seconds[state] = self.seconds.get(state, 0.0) + seconds
+
+    def merge(self, other: Usage) -> None:
+        """Add everything ``other`` counted."""
+        for state, seconds in other.seconds.items():
+            self.add_seconds(state, seconds)
+        self.prints_finished += other.prints_finished
+        self.prints_failed += other.prints_failed
+        self.filament_g += other.filament_g
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One line of a report: a printer (or the farm) over one bucket."""
+
+    printer_id: int | None
+    """None for the farm."""
+    start: datetime
+    end: datetime
+    span_s: float
+    """Printer-seconds the row covers (bucket length, times the printer count for the farm)."""
+    hours: dict[UtilState, float]
+    percent: dict[UtilState, float]
+    prints_finished: int
+    prints_failed: int
+    filament_g: float
+
+
+def finalize(
+    usage: Usage, span_s: float, printer_id: int | None, start: datetime, end: datetime
+) -> UsageRow:
+    """Hours and percentages of ``usage`` over ``span_s``; uncovered time is offline."""
+    seconds = {state: max(0.0, usage.seconds.get(state, 0.0)) for state in REPORT_STATES}
+    covered = sum(seconds.values())
+    seconds[UtilState.OFFLINE] += max(0.0, span_s - covered)
+    # Overlapping intervals would make covered > span: share out what was recorded instead.
+    denominator = max(span_s, covered)
+    return UsageRow(
+        printer_id=printer_id,
+        start=start,
+        end=end,
+        span_s=span_s,
+        hours={state: seconds[state] / 3600.0 for state in REPORT_STATES},
+        percent={
+            state: (100.0 * seconds[state] / denominator if denominator > 0 else 0.0)
+            for state in REPORT_STATES
+        },
+        prints_finished=usage.prints_finished,
+        prints_failed=usage.prints_failed,
+        filament_g=usage.filament_g,
+    )
+
+
+@dataclass(frozen=True)
+class PrinterReport:
+    """A printer's rows, one per bucket, and its total over the range."""
+
+    printer_id: int
+    buckets: tuple[UsageRow, ...]
+    total: UsageRow
+
+
+@dataclass(frozen=True)
+class Report:
+    """Utilization of some printers and of the farm (their sum) over a range."""
+
+    start: datetime
+    end: datetime
+    grouping: Grouping
+    printers: tuple[PrinterReport, ...]
+    farm: tuple[UsageRow, ...]
+    farm_total: UsageRow
+
+
+def build_report(
+    buckets: Buckets,
+    grouping: Grouping,
+    printer_ids: Iterable[int],
+    usage: Mapping[tuple[int, int], Usage],
+) -> Report:
+    """Assemble the report from per ``(printer_id, bucket index)`` usage."""
+    ids = sorted(set(printer_ids))
+    span_total = (buckets.end - buckets.start).total_seconds()
+    printers: list[PrinterReport] = []
+    farm_usage = [Usage() for _ in buckets.items]
+    farm_all = Usage()
+    for printer_id in ids:
+        rows: list[UsageRow] = []
+        total = Usage()
+        for k, bucket in enumerate(buckets.items):
+            counted = usage.get((printer_id, k), Usage())
+            total.merge(counted)
+            farm_usage[k].merge(counted)
+            rows.append(finalize(counted, bucket.seconds, printer_id, bucket.start, bucket.end))
+        farm_all.merge(total)
+        printers.append(
+            PrinterReport(
+                printer_id,
+                tuple(rows),
+                finalize(total, span_total, printer_id, buckets.start, buckets.end),
+            )
+        )
+    n = len(ids)
+    farm = tuple(
+        finalize(farm_usage[k], n * bucket.seconds, None, bucket.start, bucket.end)
+        for k, bucket in enumerate(buckets.items)
+    )
+    farm_total = finalize(farm_all, n * span_total, None, buckets.start, buckets.end)
+    return Report(buckets.start, buckets.end, grouping, tuple(printers), farm, farm_total)

@@ -1,0 +1,85 @@
+"""Report arithmetic: buckets, splitting, uncovered time as offline, farm sums."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from printer_utilization.domain.report import (
+    Grouping,
+    Usage,
+    build_report,
+    finalize,
+    make_buckets,
+)
+from printer_utilization.domain.states import REPORT_STATES
+from printer_utilization.domain.states import UtilState as U
+
+D = datetime(2026, 1, 7, tzinfo=UTC)  # a Wednesday
+H = 3600.0
+
+
+def test_none_is_one_bucket() -> None:
+    b = make_buckets(D, D + timedelta(hours=5), Grouping.NONE)
+    assert [(x.start, x.end) for x in b.items] == [(D, D + timedelta(hours=5))]
+
+
+def test_days_are_utc_midnights_clipped_to_the_range() -> None:
+    b = make_buckets(D + timedelta(hours=18), D + timedelta(days=2, hours=6), Grouping.DAY)
+    assert [x.seconds / H for x in b.items] == [6, 24, 6]
+    assert b.items[1].start == D + timedelta(days=1)
+
+
+def test_weeks_start_on_monday() -> None:
+    b = make_buckets(D, D + timedelta(days=10), Grouping.WEEK)
+    assert [x.start for x in b.items] == [D, D + timedelta(days=5)]
+    assert b.items[1].start.weekday() == 0
+    assert b.origin == D - timedelta(days=2)
+
+
+def test_empty_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="range"):
+        make_buckets(D, D, Grouping.DAY)
+
+
+def test_split_over_days_and_clipping() -> None:
+    b = make_buckets(D, D + timedelta(days=3), Grouping.DAY)
+    parts = dict(b.split(D - timedelta(hours=5), D + timedelta(days=1, hours=3)))
+    assert parts == {0: 24 * H, 1: 3 * H}
+    assert list(b.split(D + timedelta(days=4), D + timedelta(days=5))) == []
+
+
+def test_uncovered_time_is_offline_and_percent_sums_to_100() -> None:
+    usage = Usage({U.PRINTING: 8 * H, U.WAITING_FOR_ROBOT: 2 * H, U.IDLE: 12 * H})
+    row = finalize(usage, 24 * H, 11, D, D + timedelta(days=1))
+    assert row.hours[U.OFFLINE] == pytest.approx(2)
+    assert row.percent[U.PRINTING] == pytest.approx(100 * 8 / 24)
+    assert sum(row.percent.values()) == pytest.approx(100)
+    assert set(row.hours) == set(REPORT_STATES)
+
+
+def test_overlap_never_makes_more_than_100_percent() -> None:
+    usage = Usage({U.PRINTING: 20 * H, U.IDLE: 8 * H})
+    row = finalize(usage, 24 * H, 11, D, D + timedelta(days=1))
+    assert sum(row.percent.values()) == pytest.approx(100)
+    assert row.hours[U.OFFLINE] == 0
+
+
+def test_farm_is_the_sum_of_printers_and_missing_printers_are_offline() -> None:
+    b = make_buckets(D, D + timedelta(days=2), Grouping.DAY)
+    usage = {
+        (11, 0): Usage({U.PRINTING: 24 * H}, prints_finished=3, filament_g=30.0),
+        (11, 1): Usage({U.IDLE: 12 * H}, prints_failed=1),
+    }
+    report = build_report(b, Grouping.DAY, [11, 12], usage)
+    p11, p12 = report.printers
+    assert p11.buckets[1].hours[U.OFFLINE] == pytest.approx(12)
+    assert p11.total.prints_finished == 3
+    assert p11.total.prints_failed == 1
+    assert p11.total.percent[U.PRINTING] == pytest.approx(50)
+    assert p12.total.percent[U.OFFLINE] == pytest.approx(100)
+    assert report.farm[0].percent[U.PRINTING] == pytest.approx(50)
+    assert report.farm_total.hours[U.PRINTING] == pytest.approx(24)
+    assert report.farm_total.span_s == 4 * 24 * H
+    assert report.farm_total.filament_g == 30.0
+    for row in (*report.farm, report.farm_total, *p11.buckets, *p12.buckets):
+        assert sum(row.percent.values()) == pytest.approx(100)
