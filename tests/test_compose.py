@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAIN_FILE = ROOT / "docker-compose.yml"
 ORCHESTRATOR_FILE = ROOT / "docker-compose.orchestrator.yml"
 COMPOSE_FILES = [MAIN_FILE, ORCHESTRATOR_FILE]
-ENV_EXAMPLE = ROOT / "infra" / "compose" / "env.compose.example"
+ENV_EXAMPLE = ROOT / ".env.example"
 GENERATOR = ROOT / "infra" / "compose" / "gen_printers.py"
 RUN_SCRIPTS = [
     ROOT / "run-docker-compose.sh",
@@ -348,16 +348,21 @@ def _referenced_variables(printers_file: Path) -> set[str]:
 
 def test_env_example_lists_every_variable_used(printers_file: Path) -> None:
     missing = _referenced_variables(printers_file) - set(EXAMPLE)
-    assert not missing, f"add to infra/compose/env.compose.example: {sorted(missing)}"
+    assert not missing, f"add to .env.example: {sorted(missing)}"
 
 
-def test_env_example_leaves_secrets_empty_and_comments_each_variable() -> None:
+def test_env_example_leaves_secrets_empty_and_comments_every_variable() -> None:
     lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
     for index, line in enumerate(lines):
         if not line or line.startswith("#"):
             continue
         name, _, value = line.partition("=")
-        assert lines[index - 1].startswith("# "), f"{name} needs a one-line comment above it"
+        # a comment above the variable, or above the group of variables it belongs to
+        above = index - 1
+        while above >= 0 and lines[above] and not lines[above].startswith("#"):
+            above -= 1
+        assert above >= 0, f"{name} needs a comment above it"
+        assert lines[above].startswith("# "), f"{name} needs a comment above it"
         if SECRET_NAME.search(name):
             assert value == "", f"{name} is a secret: leave it empty in the example"
 

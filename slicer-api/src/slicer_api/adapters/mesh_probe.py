@@ -1,0 +1,225 @@
+"""Reads and measures an uploaded model in a separate, resource-limited process.
+
+A small helper process (the "zygote", ``python -m slicer_api.adapters.mesh_probe``) imports
+numpy and the readers once; for each model it forks a child that sets its own limits
+(limits.py) and then reads the untrusted bytes. A probe therefore costs a fork (milliseconds),
+not an interpreter start, while a hostile file only ever hurts a child with its own
+address-space and CPU limits and a wall-clock timeout. The child also writes the normalised
+binary STL the engine slices. (multiprocessing's forkserver was tried: on Python 3.11 it
+re-imports the main module in every child, 0.3-0.5 s per probe.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from slicer_api.adapters.limits import ProcessLimits
+from slicer_api.adapters.mesh_readers import ZipLimits
+from slicer_api.domain.mesh import MeshStats
+from slicer_api.errors import InvalidModel, UnsafeArchive
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One model to read."""
+
+    source: Path
+    fmt: str
+    normalised_stl: Path
+    zip_limits: ZipLimits
+    limits: ProcessLimits
+    max_triangles: int
+
+    def to_json(self, timeout_s: float) -> str:
+        """One request line for the zygote."""
+        return json.dumps(
+            {
+                "source": str(self.source),
+                "fmt": self.fmt,
+                "normalised_stl": str(self.normalised_stl),
+                "zip": [self.zip_limits.max_total_bytes, self.zip_limits.max_ratio],
+                "limits": [self.limits.memory_mb, self.limits.cpu_s],
+                "max_triangles": self.max_triangles,
+                "timeout_s": timeout_s,
+            }
+        )
+
+
+class MeshProber:
+    """Parent side: owns the zygote, sends one request at a time, restarts it if it dies."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _zygote(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "slicer_api.adapters.mesh_probe"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            )
+        return self._process
+
+    def probe_blocking(self, request: ProbeRequest, timeout_s: float) -> MeshStats:
+        """Read ``request.source`` in a limited child; InvalidModel/UnsafeArchive on failure."""
+        with self._lock:
+            zygote = self._zygote()
+            assert zygote.stdin is not None
+            assert zygote.stdout is not None
+            try:
+                zygote.stdin.write((request.to_json(timeout_s) + "\n").encode())
+                zygote.stdin.flush()
+                line = _read_line(zygote.stdout, timeout_s + 10)
+            except (OSError, TimeoutError) as err:
+                self._kill()
+                raise InvalidModel(f"the model parser failed ({type(err).__name__})") from err
+            if not line:
+                self._kill()
+                raise InvalidModel("the model parser stopped unexpectedly")
+        kind, payload = json.loads(line)
+        if kind == "ok":
+            return MeshStats.from_json(payload)
+        if kind == "unsafe":
+            raise UnsafeArchive(payload)
+        raise InvalidModel(payload)
+
+    async def probe(self, request: ProbeRequest, timeout_s: float) -> MeshStats:
+        """:meth:`probe_blocking` in a worker thread."""
+        return await asyncio.to_thread(self.probe_blocking, request, timeout_s)
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(5)
+            self._process = None
+
+    def close(self) -> None:
+        """Stop the zygote."""
+        with self._lock:
+            if self._process is not None and self._process.stdin is not None:
+                self._process.stdin.close()
+                try:
+                    self._process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait(5)
+                self._process = None
+
+
+def _read_line(stream: IO[bytes], timeout_s: float) -> bytes:
+    ready, _, _ = select.select([stream], [], [], timeout_s)
+    if not ready:
+        raise TimeoutError
+    return stream.readline()
+
+
+# ---------------------------------------------------------------- zygote side
+
+
+def _run_child(request: dict[str, Any]) -> tuple[str, Any]:
+    from slicer_api.adapters.mesh_readers import (
+        ArchiveRefused,
+        ReadError,
+        read_mesh,
+        write_binary_stl,
+    )
+    from slicer_api.domain.mesh import MeshProblem, measure
+
+    try:
+        vertices, faces = read_mesh(
+            Path(request["source"]), request["fmt"], ZipLimits(*request["zip"])
+        )
+        if len(faces) > request["max_triangles"]:
+            return "invalid", f"{len(faces)} triangles (limit {request['max_triangles']})"
+        stats = measure(vertices, faces)
+        write_binary_stl(Path(request["normalised_stl"]), vertices, faces)
+        return "ok", stats.to_json()
+    except ArchiveRefused as err:
+        return "unsafe", str(err)
+    except (ReadError, MeshProblem) as err:
+        return "invalid", str(err)
+    except MemoryError:
+        return "invalid", "the model needs more memory than the parser may use"
+
+
+def _serve_one(request: dict[str, Any]) -> tuple[str, Any]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: limits first, then the untrusted bytes
+        os.close(read_fd)
+        code = 0
+        try:
+            ProcessLimits(*request["limits"]).apply()
+            outcome = _run_child(request)
+            os.write(write_fd, json.dumps(outcome).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.monotonic() + float(request["timeout_s"])
+    chunks: list[bytes] = []
+    timed_out = False
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([pipe], [], [], remaining)
+            if not ready:
+                continue
+            chunk = pipe.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return "invalid", f"reading the model took longer than {request['timeout_s']:g} s"
+    if not chunks:
+        how = (
+            f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+            if os.WIFSIGNALED(status)
+            else f"exit code {os.WEXITSTATUS(status)}"
+        )
+        return "invalid", f"reading the model exceeded the parser's resource limits ({how})"
+    result: tuple[str, Any] = tuple(json.loads(b"".join(chunks)))
+    return result
+
+
+def zygote_main() -> None:
+    """Serve requests, one JSON line each on stdin, answers on stdout, until stdin closes."""
+    import numpy  # noqa: F401 - imported once here, shared by every forked child
+
+    import slicer_api.adapters.mesh_readers
+    import slicer_api.domain.mesh  # noqa: F401
+
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        try:
+            answer = _serve_one(json.loads(line))
+        except Exception as err:  # a broken request never stops the zygote
+            answer = ("invalid", f"the model parser failed: {type(err).__name__}")
+        out.write(json.dumps(answer).encode() + b"\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    zygote_main()
