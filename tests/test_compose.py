@@ -420,6 +420,35 @@ def test_a_service_with_a_pyproject_has_a_dockerfile_and_its_console_script(fold
     with pyproject.open("rb") as handle:
         scripts = tomllib.load(handle).get("project", {}).get("scripts", {})
     assert folder in scripts, f"{folder}/pyproject.toml must declare the console script {folder!r}"
+    _check_dockerfile(folder, path / "Dockerfile")
+
+
+def _check_dockerfile(folder: str, dockerfile: Path) -> None:
+    """The image installs its own package from the whole workspace, and runs its console script.
+
+    Without an engine nothing is built here; ``uv sync --dry-run`` with the Dockerfile's own
+    arguments proves the lock resolves for this package alone, as the build step will.
+    """
+    text = dockerfile.read_text(encoding="utf-8")
+    with (dockerfile.parent / "pyproject.toml").open("rb") as handle:
+        package = tomllib.load(handle)["project"]["name"]
+    assert "\nCOPY . .\n" in text, f"{dockerfile}: copy the workspace (uv checks every member)"
+    sync = f"uv sync --locked --no-dev --package {package}"
+    assert sync in text, f"{dockerfile}: install with `{sync}`"
+    cmd = [ln for ln in text.splitlines() if ln.startswith("CMD ")][-1]
+    assert cmd.startswith(f'CMD ["{folder}"'), f"{dockerfile}: the image runs `{folder}`"
+    uv = shutil.which("uv")
+    assert uv is not None, "uv is needed to check the Dockerfile's install step"
+    dry = subprocess.run(
+        [uv, "sync", "--locked", "--no-dev", "--package", package, "--dry-run"],
+        cwd=ROOT,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(ROOT / ".run" / "dockerfile-check")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dry.returncode == 0, f"{dockerfile}: {sync} fails: {dry.stderr[-800:]}"
 
 
 # ---------------------------------------------------------------- scripts and units
