@@ -21,14 +21,18 @@ Options:
                      next to this script; the file is generated, do not edit or commit it)
   --farm FILE        farm layout to read (default: farm.yaml next to this script)
   --env-file FILE    environment file (default: .env next to this script; see .env.example)
-  --profile NAME     enable a compose profile, repeatable: apps, datadog, portainer, sftp
+  --profile NAME     enable a compose profile, repeatable: apps, datadog, portainer, sftp, sim
                      (COMPOSE_PROFILES=apps,datadog in the environment or .env works too)
+  --sim              run the simulated farm: generate the printer services against bambu-sim
+                     (its endpoints.json and CA from the bambu-sim-data volume) and enable the
+                     profiles sim and apps (bambu-sim, robot-arm-sim, every application)
   -h, --help         show this help
 
 Examples:
   ./run-docker-compose.sh                      # infrastructure only: mongo, mysql, rabbitmq, mosquitto
   ./run-docker-compose.sh --profile apps       # and every application service and printer
   ./run-docker-compose.sh --dry-run --profile apps
+  ./run-docker-compose.sh --sim                # the whole farm against bambu-sim and robot-arm-sim
   ./run-docker-compose.sh -- --build pantheon-api
 EOF
 }
@@ -44,6 +48,7 @@ farm="$here/farm.yaml"
 env_file="$here/.env"
 profiles=()
 passthrough=()
+sim=false
 
 while (($#)); do
     case $1 in
@@ -57,6 +62,7 @@ while (($#)); do
         --env-file=*) env_file=${1#*=} ;;
         --profile) [[ $# -ge 2 ]] || die "--profile needs a name"; profiles+=("$2"); shift ;;
         --profile=*) profiles+=("${1#*=}") ;;
+        --sim) sim=true ;;
         -h | --help) usage; exit 0 ;;
         --) shift; passthrough+=("$@"); break ;;
         *) passthrough+=("$1") ;;
@@ -84,7 +90,14 @@ elif command -v uv >/dev/null 2>&1; then
 else
     die "no Python with PyYAML found: run 'uv sync' here, or apt-get install python3-yaml"
 fi
-"${python[@]}" "$here/infra/compose/gen_printers.py" --farm "$farm" --out "$out"
+generator=("$here/infra/compose/gen_printers.py" --farm "$farm" --out "$out")
+if [[ $sim == true ]]; then
+    generator+=(--sim)
+    for profile in sim apps; do
+        [[ " ${profiles[*]} " == *" $profile "* ]] || profiles+=("$profile")
+    done
+fi
+"${python[@]}" "${generator[@]}"
 
 # Every enabled profile, from the options and from COMPOSE_PROFILES (environment or env file).
 enabled=",$(env_value COMPOSE_PROFILES "$env_file"),"

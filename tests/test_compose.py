@@ -31,6 +31,9 @@ RUN_SCRIPTS = [
 # publish-homing.sh reads its own host file, /etc/pantheon/homing.env (ubuntu_services/README.md).
 SCRIPTS = [*RUN_SCRIPTS, ROOT / "ubuntu_services" / "publish-homing.sh"]
 NETWORK = "cluster_controller_network"
+# The simulated farm (profile sim): one image, simulators/Dockerfile.
+SIM_SERVICES = ("bambu-sim", "robot-arm-sim")
+SIM_VOLUME = "bambu-sim-data"
 SEED_PRINTER_IDS = [11, 12, 13, 14, 15, 21, 22, 23, 24, 25, 31, 32, 33, 34, 35, 41, 42, 43, 44, 45]
 # Names that hold a secret wherever they appear (environment keys, variables).
 SECRET_NAME = re.compile(r"PASSWORD|_PASS$|SECRET|TOKEN|API_KEY|ACCESS_CODE")
@@ -233,10 +236,14 @@ def test_application_services_wait_for_healthy_dependencies(printers_file: Path)
                 continue
             health = " ".join(service["healthcheck"]["test"])
             assert "/healthz" in health, f"{filename}: {name}"
+            if name in SIM_SERVICES:
+                # Simulators are no farm service: profile sim, no metrics to scrape.
+                assert service["profiles"] == ["sim"], f"{filename}: {name}"
+                continue
             assert "com.datadoghq.ad.checks" in service["labels"], f"{filename}: {name}"
             for dependency in service.get("depends_on", {}).values():
                 assert dependency == {"condition": "service_healthy"}, f"{filename}: {name}"
-            if filename != ORCHESTRATOR_FILE.name:
+            if filename != ORCHESTRATOR_FILE.name and name not in SIM_SERVICES:
                 # No image can be built yet; see the comment in docker-compose.yml.
                 assert service["profiles"] == ["apps"], f"{filename}: {name}"
 
@@ -329,6 +336,171 @@ def test_printer_file_merges_with_the_main_file(
     )
 
 
+# ---------------------------------------------------------------- simulated farm (profile sim)
+
+
+@pytest.fixture
+def sim_printers_file(tmp_path: Path) -> Path:
+    path = tmp_path / "docker-compose.printers.sim.yml"
+    args = ["--farm", str(ROOT / "farm.yaml"), "--out", str(path), "--sim"]
+    assert gen_printers.main(args) == 0
+    return path
+
+
+def test_sim_printer_services_use_bambu_sim_through_its_volume() -> None:
+    layout = gen_printers.load_layout(ROOT / "farm.yaml")
+    services = gen_printers.render_printer_services(layout, sim=True)
+
+    assert list(services) == [f"printer-service-{i}" for i in SEED_PRINTER_IDS]
+    for name, service in services.items():
+        assert f"{SIM_VOLUME}:/var/lib/bambu-sim:ro" in service["volumes"], name
+        assert service["depends_on"]["bambu-sim"] == {"condition": "service_healthy"}, name
+        environment = service["environment"]
+        assert environment["BAMBU_ENDPOINTS_FILE"] == "/var/lib/bambu-sim/endpoints.json", name
+        assert environment["BAMBU_CA_FILE"] == "/var/lib/bambu-sim/ca.pem", name
+        assert "BAMBU_TLS_INSECURE" not in environment, name
+    # The default output is the real farm: nothing of the simulator in it.
+    for service in gen_printers.render_printer_services(layout).values():
+        assert "bambu-sim" not in service["depends_on"]
+        assert not any(SIM_VOLUME in volume for volume in service["volumes"])
+        assert "BAMBU_ENDPOINTS_FILE" not in service["environment"]
+
+
+def test_sim_printers_file_gives_bambu_sim_every_access_code(sim_printers_file: Path) -> None:
+    doc = yaml.safe_load(sim_printers_file.read_text())
+    environment = doc["services"]["bambu-sim"]["environment"]
+    assert set(environment) == {f"PRINTER_{i}_ACCESS_CODE" for i in SEED_PRINTER_IDS}
+    for name, value in environment.items():
+        assert value.startswith(f"${{{name}:?"), name
+    assert SIM_VOLUME in doc["volumes"]
+
+
+def test_sim_services_are_on_the_network_with_healthchecks_and_named_volumes() -> None:
+    doc = yaml.safe_load(MAIN_FILE.read_text())
+    for name in SIM_SERVICES:
+        service = doc["services"][name]
+        assert service["profiles"] == ["sim"], name
+        assert service["networks"] == [NETWORK], name
+        assert service["build"] == {"context": ".", "dockerfile": "simulators/Dockerfile"}, name
+        assert "/healthz" in " ".join(service["healthcheck"]["test"]), name
+        named = [v.split(":", 1)[0] for v in service["volumes"] if not v.startswith((".", "/"))]
+        assert named, f"{name} keeps its data in a named volume"
+        assert all(v in doc["volumes"] for v in named), name
+        # Published on loopback only: the control APIs have no authentication.
+        assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", [])), name
+
+
+def _flag(command: list[str], flag: str) -> str:
+    assert flag in command, f"{flag} missing from {command}"
+    return command[command.index(flag) + 1]
+
+
+def test_bambu_sim_advertises_its_service_name_and_listens_everywhere() -> None:
+    doc = yaml.safe_load(MAIN_FILE.read_text())
+    command = doc["services"]["bambu-sim"]["command"]
+    assert command[0] == "bambu-sim"
+    assert _flag(command, "--bind") == "ports"
+    assert _flag(command, "--advertise-host") == "bambu-sim"
+    assert _flag(command, "--listen-host") == "0.0.0.0"  # noqa: S104 - inside its container
+    assert _flag(command, "--control-host") == "0.0.0.0"  # noqa: S104
+    assert _flag(command, "--layout") == "/etc/pantheon/farm.yaml"
+    data_dir = _flag(command, "--data-dir")
+    assert f"{SIM_VOLUME}:{data_dir}" in doc["services"]["bambu-sim"]["volumes"]
+    assert "9990/healthz" in " ".join(doc["services"]["bambu-sim"]["healthcheck"]["test"])
+
+
+def test_robot_arm_sim_uses_the_broker_and_tells_bambu_sim() -> None:
+    doc = yaml.safe_load(MAIN_FILE.read_text())
+    service = doc["services"]["robot-arm-sim"]
+    command = service["command"]
+    assert command[0] == "robot-arm-sim"
+    assert _flag(command, "--mqtt-host") == "mosquitto"
+    assert _flag(command, "--printer-sim-url") == "http://bambu-sim:9990"
+    control_port = _flag(command, "--control-port")
+    assert f"127.0.0.1:{control_port}/healthz" in " ".join(service["healthcheck"]["test"])
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    for flag in ("--ledger", "--world-file"):
+        folder = str(Path(_flag(command, flag)).parent)
+        assert mounts.get(folder) == "robot-arm-sim-data", f"{flag} must be on the named volume"
+    assert service["depends_on"]["bambu-sim"] == {"condition": "service_healthy"}
+    assert service["depends_on"]["mosquitto"] == {"condition": "service_healthy"}
+
+
+def test_sim_printers_file_merges_with_the_main_file(
+    compose_bin: str, sim_printers_file: Path, env_file: Path, dummy_values: dict[str, str]
+) -> None:
+    result = _compose(
+        compose_bin,
+        [MAIN_FILE, sim_printers_file],
+        env_file,
+        dummy_values,
+        *("--profile", "sim", "--profile", "apps", "config"),
+    )
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    bambu = merged["services"]["bambu-sim"]
+    # The base service and the generated access codes end up in one service.
+    assert _flag(bambu["command"], "--advertise-host") == "bambu-sim"
+    assert _flag(bambu["command"], "--speed") == dummy_values["SIM_SPEED"]
+    code = bambu["environment"]["PRINTER_14_ACCESS_CODE"]
+    assert code == dummy_values["PRINTER_14_ACCESS_CODE"]
+    printer = merged["services"]["printer-service-14"]
+    assert printer["environment"]["PRINTER_14_ACCESS_CODE"] == code
+    assert printer["environment"]["BAMBU_ENDPOINTS_FILE"] == "/var/lib/bambu-sim/endpoints.json"
+    assert printer["depends_on"]["bambu-sim"] == {"condition": "service_healthy"}
+    assert f"{SIM_VOLUME}:/var/lib/bambu-sim:ro" in printer["volumes"]
+    assert "robot-arm-sim" in merged["services"]
+    assert SIM_VOLUME in merged["volumes"]
+
+
+def test_compose_spec_schema_accepts_the_sim_printers_file(sim_printers_file: Path) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "check_jsonschema"),
+            *("--builtin-schema", "vendor.compose-spec", str(sim_printers_file)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_orchestrator_correlates_by_job_id_only_when_env_says_so() -> None:
+    environment = yaml.safe_load(ORCHESTRATOR_FILE.read_text())["services"][
+        "robot-arm-orchestrator"
+    ]["environment"]
+    # The real robot by default; ROBOT_ECHOES_JOB_ID=true in .env for robot-arm-sim.
+    assert environment["ROBOT_ECHOES_JOB_ID"] == "${ROBOT_ECHOES_JOB_ID:-false}"
+    assert EXAMPLE["ROBOT_ECHOES_JOB_ID"] == "false"
+
+
+def test_simulators_dockerfile_installs_its_package_and_mosquitto() -> None:
+    dockerfile = ROOT / "simulators" / "Dockerfile"
+    _check_dockerfile("simulators", dockerfile, script="bambu-sim")
+    text = dockerfile.read_text(encoding="utf-8")
+    assert "apt-get install -y --no-install-recommends mosquitto" in text
+    assert "\nUSER pantheon\n" in text, "the simulators run as a non-root user"
+
+
+def test_run_script_sim_enables_the_simulated_farm(
+    compose_bin: str, tmp_path: Path, env_file: Path, dummy_values: dict[str, str]
+) -> None:
+    out = tmp_path / "printers.yml"
+    result = _script(
+        "run-docker-compose.sh",
+        dummy_values,
+        *("--sim", "--dry-run", "--env-file", str(env_file), "--out", str(out)),
+    )
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    assert {"bambu-sim", "robot-arm-sim", "printer-service-45"} <= set(merged["services"])
+    printer = merged["services"]["printer-service-45"]
+    assert printer["environment"]["BAMBU_CA_FILE"] == "/var/lib/bambu-sim/ca.pem"
+    assert "SIMULATED FARM" in out.read_text()
+
+
 # ---------------------------------------------------------------- environment example
 
 
@@ -395,6 +567,7 @@ def test_every_application_folder_is_named(printers_file: Path) -> None:
         "slicer-api",
         "printer-service",
         "robot-arm-orchestrator",
+        "simulators",
     }
 
 
@@ -423,7 +596,7 @@ def test_a_service_with_a_pyproject_has_a_dockerfile_and_its_console_script(fold
     _check_dockerfile(folder, path / "Dockerfile")
 
 
-def _check_dockerfile(folder: str, dockerfile: Path) -> None:
+def _check_dockerfile(folder: str, dockerfile: Path, script: str | None = None) -> None:
     """The image installs its own package from the whole workspace, and runs its console script.
 
     Without an engine nothing is built here; ``uv sync --dry-run`` with the Dockerfile's own
@@ -435,8 +608,9 @@ def _check_dockerfile(folder: str, dockerfile: Path) -> None:
     assert "\nCOPY . .\n" in text, f"{dockerfile}: copy the workspace (uv checks every member)"
     sync = f"uv sync --locked --no-dev --package {package}"
     assert sync in text, f"{dockerfile}: install with `{sync}`"
+    script = script or folder
     cmd = [ln for ln in text.splitlines() if ln.startswith("CMD ")][-1]
-    assert cmd.startswith(f'CMD ["{folder}"'), f"{dockerfile}: the image runs `{folder}`"
+    assert cmd.startswith(f'CMD ["{script}"'), f"{dockerfile}: the image runs `{script}`"
     uv = shutil.which("uv")
     assert uv is not None, "uv is needed to check the Dockerfile's install step"
     dry = subprocess.run(

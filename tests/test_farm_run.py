@@ -1,9 +1,10 @@
 """The native farm (`./farm run` = pantheon-run): the loop of architecture.md 4 end to end.
 
-Two simulated printers, the robot simulator, printer-service per printer and the orchestrator
-run as separate processes under the supervisor, on their own vhost, database, topic prefix and
-ports. Four queued jobs are printed once each, every finished plate is swapped once (the robot
-simulator's ledger), a killed printer-service is restarted, and Ctrl-C leaves no process behind.
+Two simulated printers, the robot simulator and every service run as separate processes under
+the supervisor, on their own vhost, database, topic prefix and ports. A file uploaded and four
+jobs queued through pantheon-api are printed once each, every finished plate is swapped once
+(the robot simulator's ledger), a killed printer-service is restarted, and Ctrl-C leaves no
+process behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from pantheon_common.gcode_store import LocalGcodeStore
 from pantheon_devtools.infra import default_run_dir
 from pantheon_devtools.pytest_plugin import MongoTestDb
 from pantheon_sim.bambu.gcode3mf import build_gcode_3mf, sample_gcode
@@ -35,6 +34,7 @@ PORTS = {
     "--orchestrator-port": 29973,
     "--api-port": 29971,
     "--utilization-port": 29972,
+    "--slicer-port": 29980,
     "--printer-port-base": 52000,
 }
 
@@ -90,34 +90,6 @@ def farm(
         shutil.rmtree(farm_dir, ignore_errors=True)
 
 
-def _queue_jobs(db: Any, n: int) -> list[str]:
-    now = datetime.now(UTC)
-    ids = []
-    for i in range(n):
-        job_id = uuid.uuid4().hex
-        db.jobs.insert_one(
-            {
-                "_id": job_id,
-                "file": "cube.gcode.3mf",
-                "copies": 1,
-                "copies_done": 0,
-                "priority": 0,
-                "seq": i,
-                "target": {"printer_id": None, "model": "P1S"},
-                "bed_type": "textured_pei",
-                "status": "queued",
-                "printer_id": None,
-                "attempts": 0,
-                "max_attempts": 3,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        ids.append(job_id)
-    return ids
-
-
 def test_native_farm_prints_swaps_restarts_and_stops_cleanly(
     farm: tuple[subprocess.Popen[str], Path], mongo_db: MongoTestDb
 ) -> None:
@@ -138,14 +110,37 @@ def test_native_farm_prints_swaps_restarts_and_stops_cleanly(
             30,
             "plates recorded in MongoDB",
         )
-        store = LocalGcodeStore(farm_dir / "gcode")
-        store.put("cube.gcode.3mf", [build_gcode_3mf(sample_gcode(layers=10, estimate="20m 0s"))])
-        jobs = _queue_jobs(db, 4)
-        _wait(
-            lambda: db.jobs.count_documents({"_id": {"$in": jobs}, "status": "finished"}) == 4,
-            120,
-            "four jobs finished",
+        # an operator's path, through pantheon-api only: log in, upload, queue four jobs
+        api = httpx.Client(base_url=f"http://127.0.0.1:{PORTS['--api-port']}", timeout=15)
+        _wait(lambda: _ok(f"{api.base_url}/healthz"), 60, "pantheon-api")
+        password = _secret(farm_dir, "PANTHEON_ADMIN_PASSWORD")
+        login = api.post("/api/auth/token", data={"username": "admin", "password": password})
+        assert login.status_code == 200, login.text
+        api.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        package = build_gcode_3mf(sample_gcode(layers=10, estimate="20m 0s"))
+        upload = api.post(
+            "/api/files", files={"file": ("cube.gcode.3mf", package, "application/octet-stream")}
         )
+        assert upload.status_code in (200, 201), upload.text
+        jobs = []
+        for _ in range(4):
+            created = api.post(
+                "/api/jobs",
+                json={
+                    "file": "cube.gcode.3mf",
+                    "target": {"model": "P1S"},
+                    "bed_type": "textured_pei",
+                },
+            )
+            assert created.status_code in (200, 201), created.text
+            jobs.append(created.json()["id"])
+
+        def finished() -> int:
+            listed = api.get("/api/jobs").json()
+            items = listed["items"] if isinstance(listed, dict) else listed
+            return sum(1 for j in items if j["id"] in jobs and j["status"] == "finished")
+
+        _wait(lambda: finished() == 4, 120, "four jobs finished (seen through pantheon-api)")
         _wait(
             lambda: db.robot_tasks.count_documents({"status": "done"}) == 8,
             60,
@@ -178,6 +173,14 @@ def test_native_farm_prints_swaps_restarts_and_stops_cleanly(
     proc.send_signal(signal.SIGINT)
     assert proc.wait(45) == 0
     _wait(lambda: not any(_alive(c) for c in children), 15, "every farm process to stop")
+
+
+def _secret(farm_dir: Path, name: str) -> str:
+    for line in (farm_dir / "secrets.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == name:
+            return value
+    raise AssertionError(f"{name} not in the farm's secrets.env")
 
 
 def _ok(url: str) -> bool:

@@ -14,6 +14,11 @@ NETWORK = "cluster_controller_network"
 PROFILE = "apps"
 CONTAINER_PORT = 8080
 IMAGE = "pantheon/printer-service:${PANTHEON_IMAGE_TAG:-latest}"
+# The simulated farm (docker-compose.yml, profile sim): service, data volume and where its files
+# are seen from a printer-service container.
+SIM_SERVICE = "bambu-sim"
+SIM_VOLUME = "bambu-sim-data"
+SIM_DATA_DIR = "/var/lib/bambu-sim"
 # Drivers are passed on a command line; keep them to plain words.
 _DRIVER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -22,6 +27,12 @@ HEADER = """\
 # One printer-service per printer, each the only connection to its printer (architecture 2).
 # Merged with docker-compose.yml by run-docker-compose.sh; under the `apps` profile like the
 # other application services until printer-service/ has its Dockerfile.
+"""
+
+SIM_HEADER = """\
+# SIMULATED FARM (--sim): every printer-service talks to bambu-sim (profile sim) instead of a
+# real printer: host and ports from bambu-sim's endpoints.json, its CA, both read from the
+# bambu-sim-data volume (read-only). bambu-sim gets the same access codes.
 """
 
 
@@ -73,10 +84,25 @@ def _printer_id(entry: dict[str, Any]) -> int:
     return printer_id
 
 
-def _service(printer_id: int, driver: str) -> dict[str, Any]:
+def _access_code(printer_id: int) -> str:
+    code_var = access_code_variable(printer_id)
+    return _required(code_var, f"(LAN access code of printer {printer_id})")
+
+
+def _service(printer_id: int, driver: str, sim: bool = False) -> dict[str, Any]:
     code_var = access_code_variable(printer_id)
     environment = dict(_COMMON_ENVIRONMENT)
-    environment[code_var] = _required(code_var, f"(LAN access code of printer {printer_id})")
+    environment[code_var] = _access_code(printer_id)
+    volumes = ["./farm.yaml:/etc/pantheon/farm.yaml:ro", "gcode:/data/gcode"]
+    depends_on: dict[str, Any] = {
+        "mongo": {"condition": "service_healthy"},
+        "rabbitmq": {"condition": "service_healthy"},
+    }
+    if sim:
+        environment["BAMBU_ENDPOINTS_FILE"] = f"{SIM_DATA_DIR}/endpoints.json"
+        environment["BAMBU_CA_FILE"] = f"{SIM_DATA_DIR}/ca.pem"
+        volumes.append(f"{SIM_VOLUME}:{SIM_DATA_DIR}:ro")
+        depends_on[SIM_SERVICE] = {"condition": "service_healthy"}
     metrics = (
         '{"openmetrics": {"instances": [{"openmetrics_endpoint": '
         f'"http://%%host%%:{CONTAINER_PORT}/metrics", "namespace": "pantheon.printer", '
@@ -91,12 +117,9 @@ def _service(printer_id: int, driver: str) -> dict[str, Any]:
         "restart": "unless-stopped",
         "environment": environment,
         "ports": [f"{published_port(printer_id)}:{CONTAINER_PORT}"],
-        "volumes": ["./farm.yaml:/etc/pantheon/farm.yaml:ro", "gcode:/data/gcode"],
+        "volumes": volumes,
         "networks": [NETWORK],
-        "depends_on": {
-            "mongo": {"condition": "service_healthy"},
-            "rabbitmq": {"condition": "service_healthy"},
-        },
+        "depends_on": depends_on,
         "healthcheck": {
             "test": [
                 "CMD",
@@ -115,9 +138,11 @@ def _service(printer_id: int, driver: str) -> dict[str, Any]:
     }
 
 
-def render_printer_services(layout: dict[str, Any]) -> dict[str, Any]:
+def render_printer_services(layout: dict[str, Any], sim: bool = False) -> dict[str, Any]:
     """Return the compose `services` mapping, `printer-service-<id>` per printer, in layout order.
 
+    With ``sim`` each service reaches its printer through bambu-sim (endpoints file, CA, the
+    read-only data volume, waits for bambu-sim to be healthy).
     Raises LayoutError on a missing printer list, a bad or duplicate id, or a bad driver.
     """
     printers = layout.get("printers")
@@ -134,17 +159,32 @@ def render_printer_services(layout: dict[str, Any]) -> dict[str, Any]:
         name = f"printer-service-{printer_id}"
         if name in services:
             raise LayoutError(f"printer {printer_id} appears twice in the farm layout")
-        services[name] = _service(printer_id, driver)
+        services[name] = _service(printer_id, driver, sim=sim)
     return services
 
 
-def render_compose(layout: dict[str, Any]) -> dict[str, Any]:
+def render_sim_service(printer_services: dict[str, Any]) -> dict[str, Any]:
+    """The part of docker-compose.yml's bambu-sim generated from the layout: the access codes
+    of the printers it simulates (Compose merges it into the service)."""
+    environment: dict[str, str] = {}
+    for service in printer_services.values():
+        printer_id = int(service["command"][1])
+        environment[access_code_variable(printer_id)] = _access_code(printer_id)
+    return {"environment": environment}
+
+
+def render_compose(layout: dict[str, Any], sim: bool = False) -> dict[str, Any]:
     """Return the whole compose document to merge over docker-compose.yml."""
+    services = render_printer_services(layout, sim=sim)
+    volumes: dict[str, Any] = {"gcode": {}}
+    if sim:
+        services[SIM_SERVICE] = render_sim_service(services)
+        volumes[SIM_VOLUME] = {}
     return {
-        "services": render_printer_services(layout),
+        "services": services,
         # Repeated from docker-compose.yml so the merged network definition is identical.
         "networks": {NETWORK: {"name": NETWORK, "driver": "bridge"}},
-        "volumes": {"gcode": {}},
+        "volumes": volumes,
     }
 
 
@@ -157,22 +197,28 @@ def load_layout(path: Path) -> dict[str, Any]:
     return layout
 
 
-def dump(document: dict[str, Any], farm: str) -> str:
+def dump(document: dict[str, Any], farm: str, sim: bool = False) -> str:
     """Serialize the compose document with its do-not-edit header."""
     body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
-    return HEADER.format(farm=farm) + body
+    return HEADER.format(farm=farm) + (SIM_HEADER if sim else "") + body
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: --farm farm.yaml --out docker-compose.printers.yml."""
+    """Command line: --farm farm.yaml --out docker-compose.printers.yml [--sim]."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--farm", type=Path, default=Path("farm.yaml"), help="farm layout file")
     parser.add_argument(
         "--out", type=Path, default=None, help="output file (default: standard output)"
     )
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="printer services use bambu-sim (docker-compose.yml profile sim)",
+    )
     args = parser.parse_args(argv)
     try:
-        text = dump(render_compose(load_layout(args.farm)), farm=args.farm.name)
+        document = render_compose(load_layout(args.farm), sim=args.sim)
+        text = dump(document, farm=args.farm.name, sim=args.sim)
     except (OSError, yaml.YAMLError, LayoutError) as err:
         print(f"gen_printers: {err}", file=sys.stderr)
         return 1

@@ -10,7 +10,13 @@ import pytest
 from pymongo import MongoClient
 
 from pantheon_common.errors import ConfigurationError
-from pantheon_common.farm import FarmLayout, load_layout, parse_printer_ids, seed_farm
+from pantheon_common.farm import (
+    FarmLayout,
+    load_layout,
+    parse_printer_ids,
+    printer_service_url,
+    seed_farm,
+)
 from pantheon_contracts.beds import BedState
 from pantheon_contracts.names import Collections
 
@@ -179,3 +185,21 @@ def test_seed_command_without_mongo_explains(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "MONGO_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("template", "url"),
+    [
+        ("http://printer-service-{id}:8080", "http://printer-service-14:8080"),
+        ("http://printer-service-{printer_id}:8080/", "http://printer-service-14:8080"),
+        ("http://127.0.0.1:{port}", "http://127.0.0.1:50014"),
+        ("http://127.0.0.1:52{id:03d}", "http://127.0.0.1:52014"),
+    ],
+)
+def test_printer_service_url(template: str, url: str) -> None:
+    assert printer_service_url(template, 14) == url
+
+
+def test_printer_service_url_rejects_unknown_fields() -> None:
+    with pytest.raises(ConfigurationError, match="PRINTER_SERVICE_URL_TEMPLATE"):
+        printer_service_url("http://{host}:8080", 14)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from printer_utilization.domain.targets import published_port, service_url
+from printer_utilization.domain.targets import service_url
 from printer_utilization.settings import Settings
 
 
@@ -25,8 +25,3 @@ def test_empty_gap_and_spool_mean_defaults(monkeypatch: pytest.MonkeyPatch) -> N
 )
 def test_url_template(template: str, url: str) -> None:
     assert service_url(template, 14) == url
-
-
-def test_published_port_has_two_digit_ids() -> None:
-    assert published_port(11) == 50011
-    assert published_port(45) == 50045

@@ -20,7 +20,7 @@ from pymongo.database import Database
 from pantheon_common.errors import ConfigurationError, StoreUnavailable
 from pantheon_common.mongo import ASCENDING, Document, IndexSpec, ensure_indexes
 from pantheon_contracts.beds import BedState, BedType
-from pantheon_contracts.names import Collections
+from pantheon_contracts.names import Collections, printer_service_published_port
 from pantheon_contracts.printer import PrinterModel, PrinterState
 
 
@@ -186,6 +186,26 @@ def load_layout(path: Path) -> FarmLayout:
             f"{'.'.join(str(p) for p in e['loc']) or 'layout'}: {e['msg']}" for e in err.errors()
         )
         raise ConfigurationError(f"farm layout {path} is invalid: {problems}") from err
+
+
+def printer_service_url(template: str, printer_id: int) -> str:
+    """The URL of a printer's printer-service from ``PRINTER_SERVICE_URL_TEMPLATE``.
+
+    The template may use ``{id}`` or ``{printer_id}`` (format specs allowed, e.g. ``{id:03d}``)
+    and ``{port}``, the published port 500NN: ``http://printer-service-{id}:8080`` in Docker,
+    ``http://127.0.0.1:{port}`` natively.
+    """
+    try:
+        url = template.format(
+            id=printer_id,
+            printer_id=printer_id,
+            port=printer_service_published_port(printer_id),
+        )
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigurationError(
+            f"PRINTER_SERVICE_URL_TEMPLATE {template!r} is invalid: use {{id}} and {{port}}"
+        ) from err
+    return url.rstrip("/")
 
 
 def default_layout_path() -> Path:

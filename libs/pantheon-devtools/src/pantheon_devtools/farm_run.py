@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
@@ -203,6 +204,7 @@ class FarmOptions:
     orchestrator_port: int = 9973
     api_port: int = 9971
     utilization_port: int = 9972
+    slicer_port: int = 9980
     bind: str = "layout"
     robot_speed: float | None = None
 
@@ -234,6 +236,9 @@ def _farm_secrets(path: Path, printers: list[int]) -> dict[str, str]:
     wanted: dict[str, Callable[[], str]] = {
         "SERVICE_TOKEN": lambda: secrets.token_urlsafe(32),
         "PANTHEON_SECRET_KEY": lambda: secrets.token_urlsafe(48),
+        # first admin of pantheon-api (user "admin") and the web shop's key for slicer-api
+        "PANTHEON_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
+        "SHOP_API_KEY": lambda: secrets.token_urlsafe(24),
     }
     for pid in printers:
         # Bambu access codes are 8 digits
@@ -403,12 +408,29 @@ def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> lis
                 {
                     **env,
                     "HTTP_HOST": HOST,
-                    "HTTP_PORT": str(opts.api_port),
+                    "PANTHEON_API_PORT": str(opts.api_port),
+                    "PANTHEON_ADMIN_USERNAME": "admin",
                     "PRINTER_SERVICE_URL_TEMPLATE": printer_url,
                     "ORCHESTRATOR_URL": f"http://{HOST}:{opts.orchestrator_port}",
                     "UTILIZATION_URL": f"http://{HOST}:{opts.utilization_port}",
                 },
                 health_url=f"http://{HOST}:{opts.api_port}/healthz",
+            )
+        )
+    if _installed("slicer_api.__main__"):
+        shop_digest = hashlib.sha256(env["SHOP_API_KEY"].encode()).hexdigest()
+        specs.append(
+            ProcessSpec(
+                "slicer-api",
+                [_script("slicer-api")],
+                {
+                    **env,
+                    "SLICER_API_HOST": HOST,
+                    "SLICER_API_PORT": str(opts.slicer_port),
+                    "SLICER_API_KEYS": shop_digest,
+                    "SLICER_WORK_DIR": str(opts.farm_dir / "slicer"),
+                },
+                health_url=f"http://{HOST}:{opts.slicer_port}/healthz",
             )
         )
     return specs
@@ -505,7 +527,8 @@ def print_summary(
             base = spec.health_url.rsplit("/", 1)[0]
             lines.append(f"  {spec.name:<18} {base}/docs")
     lines += [
-        f"  service token      {opts.farm_dir}/secrets.env (SERVICE_TOKEN)",
+        f"  secrets            {opts.farm_dir}/secrets.env (SERVICE_TOKEN; pantheon-api user "
+        "admin: PANTHEON_ADMIN_PASSWORD; slicer-api X-API-Key: SHOP_API_KEY)",
         f"  logs               {opts.farm_dir}/logs/",
         "",
     ]
@@ -534,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orchestrator-port", type=int, default=9973)
     parser.add_argument("--api-port", type=int, default=9971)
     parser.add_argument("--utilization-port", type=int, default=9972)
+    parser.add_argument("--slicer-port", type=int, default=9980)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[pantheon-run] %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -560,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             orchestrator_port=args.orchestrator_port,
             api_port=args.api_port,
             utilization_port=args.utilization_port,
+            slicer_port=args.slicer_port,
             bind=args.bind,
             robot_speed=args.robot_speed,
         )

@@ -26,6 +26,8 @@ examples:
   bambu-sim --layout farm.yaml --bind layout
       the farm's printers on their own loopback addresses, ports 8883/990 (needs root)
   bambu-sim --printers 14 --fault '14:fail_at_percent=50' --fault '*:silent=true'
+  bambu-sim --layout farm.yaml --bind ports --listen-host 0.0.0.0 --advertise-host bambu-sim
+      in a container: listen on every interface, tell clients the service name
 
 access codes come from PRINTER_<id>_ACCESS_CODE or --access-code (all printers).
 fault keys: silent, refuse_commands, fail_at_percent, fail_error, drop_mqtt_after_s,
@@ -80,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["layout", "ports"],
         help="layout: each printer on its host (127.0.0.<id>) with 8883/990; ports: all on "
         "127.0.0.1 with base+id ports (default: layout with --layout, ports with --printers)",
+    )
+    p.add_argument(
+        "--listen-host",
+        help="with --bind ports: address the MQTT listeners, FTPS servers and passive data "
+        "ports bind (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    p.add_argument(
+        "--advertise-host",
+        help="with --bind ports: host written to endpoints.json for clients (default: the "
+        "listen host; e.g. the compose service name)",
     )
     p.add_argument(
         "--mqtt-base", type=int, default=18800, help="MQTT port = base + id (18800; 0 = free ports)"
@@ -146,7 +158,15 @@ def config_from_args(args: argparse.Namespace) -> FarmConfig:
         ack_delay_s=args.ack_delay,
         seconds_per_line=args.seconds_per_line,
     )
+    if args.bind == "layout" and (args.listen_host or args.advertise_host):
+        raise SimConfigError("--listen-host/--advertise-host need --bind ports")
+    hosts: dict[str, Any] = {}
+    if args.listen_host is not None:
+        hosts["listen_host"] = args.listen_host
+    if args.advertise_host is not None:
+        hosts["advertise_host"] = args.advertise_host
     common: dict[str, Any] = {
+        **hosts,
         "data_dir": args.data_dir.resolve(),
         "access_code": args.access_code,
         "mqtt_base": args.mqtt_base,

@@ -9,6 +9,7 @@ Usable in-process from tests::
 and by ``bambu-sim`` (``__main__``).
 """
 
+import ipaddress
 import json
 import logging
 import os
@@ -76,6 +77,14 @@ class SimPrinterSpec:
     passive_ports: range | None = None
     max_clients: int | None = None
     """None = the model profile's default (4 on P1/A1, 10 on X1)."""
+    advertise_host: str | None = None
+    """The host clients are told (endpoints.json, :meth:`BambuSimFarm.endpoint`); None = ``host``.
+    ``host`` is the address the listeners bind (e.g. 0.0.0.0 in a container)."""
+
+    @property
+    def client_host(self) -> str:
+        """The host a client connects to."""
+        return self.advertise_host or self.host
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,15 @@ class FarmConfig:
         mqtt_base: int | None = 18800,
         ftps_base: int | None = 19900,
         pasv_base: int | None = 40000,
+        listen_host: str = "127.0.0.1",
+        advertise_host: str | None = None,
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> "FarmConfig":
-        """Printers given by id. ``bind='ports'``: 127.0.0.1 with base+id ports (a base of
-        None or 0 = free ports); ``bind='layout'``: 127.0.0.<id> with 8883/990."""
+        """Printers given by id. ``bind='ports'``: ``listen_host`` (127.0.0.1) with base+id
+        ports (a base of None or 0 = free ports), told to clients as ``advertise_host``
+        (default: ``listen_host``); ``bind='layout'``: 127.0.0.<id> with 8883/990."""
+        _check_hosts(bind, listen_host, advertise_host)
         specs = []
         for pid in ids:
             m = (models or {}).get(pid, model)
@@ -135,7 +148,7 @@ class FarmConfig:
                     raise SimConfigError(f"printer {pid} has no loopback address 127.0.0.{pid}")
                 host, mqtt, ftps = f"127.0.0.{pid}", 8883, 990
             else:
-                host = "127.0.0.1"
+                host = listen_host
                 mqtt = mqtt_base + pid if mqtt_base else 0
                 ftps = ftps_base + pid if ftps_base else 0
             specs.append(
@@ -148,6 +161,7 @@ class FarmConfig:
                     ftps_port=ftps,
                     access_code=cls.access_code_for(pid, access_code, env),
                     passive_ports=_pasv_range(pasv_base, pid),
+                    advertise_host=advertise_host if bind == "ports" else None,
                 )
             )
         return cls(printers=tuple(specs), data_dir=data_dir, **options)
@@ -164,11 +178,15 @@ class FarmConfig:
         mqtt_base: int | None = 18800,
         ftps_base: int | None = 19900,
         pasv_base: int | None = 40000,
+        listen_host: str = "127.0.0.1",
+        advertise_host: str | None = None,
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> "FarmConfig":
         """The printers of ``farm.yaml`` (``only`` restricts them); host/ports from the layout
-        with ``bind='layout'``, else 127.0.0.1 and base+id ports."""
+        with ``bind='layout'``, else ``listen_host`` and base+id ports, told to clients as
+        ``advertise_host`` (default: ``listen_host``)."""
+        _check_hosts(bind, listen_host, advertise_host)
         specs = []
         for p in layout.printers:
             if only is not None and p.id not in only:
@@ -176,7 +194,7 @@ class FarmConfig:
             if bind == "layout":
                 host, mqtt, ftps = p.host, p.mqtt_port, p.ftps_port
             else:
-                host = "127.0.0.1"
+                host = listen_host
                 mqtt = mqtt_base + p.id if mqtt_base else 0
                 ftps = ftps_base + p.id if ftps_base else 0
             specs.append(
@@ -189,11 +207,42 @@ class FarmConfig:
                     ftps_port=ftps,
                     access_code=cls.access_code_for(p.id, access_code, env),
                     passive_ports=_pasv_range(pasv_base, p.id),
+                    advertise_host=advertise_host if bind == "ports" else None,
                 )
             )
         if not specs:
             raise SimConfigError("no printers selected from the layout")
         return cls(printers=tuple(specs), data_dir=data_dir, **options)
+
+
+def _check_hosts(bind: BindMode, listen_host: str, advertise_host: str | None) -> None:
+    if not listen_host:
+        raise SimConfigError("the listen host must not be empty")
+    if advertise_host == "":
+        raise SimConfigError("the advertise host must not be empty")
+    if bind == "layout" and (listen_host != "127.0.0.1" or advertise_host is not None):
+        raise SimConfigError(
+            "listen/advertise hosts apply to bind mode 'ports'; 'layout' uses each printer's host"
+        )
+
+
+def pasv_masquerade(listen_host: str, advertise_host: str | None) -> str | None:
+    """The address FTPS passive replies (227) should name instead of the control connection's
+    local address, or None to keep that address.
+
+    The local address of the accepted control connection is what the client reached, so it is
+    right whenever the client connects directly (also in a container listening on 0.0.0.0:
+    it is then the container's own address). Only an advertised IPv4 literal that differs
+    from the listen address (a NAT in front of the simulator) replaces it; a 227 reply cannot
+    carry a host name.
+    """
+    if advertise_host is None or advertise_host == listen_host:
+        return None
+    try:
+        address = ipaddress.ip_address(advertise_host)
+    except ValueError:
+        return None
+    return str(address) if address.version == 4 else None
 
 
 def _pasv_range(base: int | None, printer_id: int) -> range | None:
@@ -342,6 +391,7 @@ class BambuSimFarm:
                 access_code=spec.access_code,
                 passive_ports=spec.passive_ports if spec.ftps_port else None,
                 rate_limit=lambda: self._rate_limit(pid),
+                masquerade_address=pasv_masquerade(spec.host, spec.advertise_host),
             )
         )
         unit.spec = replace(unit.spec, ftps_port=unit.ftps.port)
@@ -381,7 +431,7 @@ class BambuSimFarm:
         spec = self._unit(printer_id).spec
         return PrinterEndpoint(
             printer_id=spec.id,
-            host=spec.host,
+            host=spec.client_host,
             mqtt_port=spec.mqtt_port,
             ftps_port=spec.ftps_port,
             serial=spec.serial,
@@ -399,7 +449,8 @@ class BambuSimFarm:
         status["files"] = sorted(
             str(p.relative_to(unit.storage)) for p in unit.storage.rglob("*") if p.is_file()
         )
-        status["host"] = unit.spec.host
+        status["host"] = unit.spec.client_host
+        status["listen_host"] = unit.spec.host
         status["mqtt_port"] = unit.spec.mqtt_port
         status["ftps_port"] = unit.spec.ftps_port
         status["mqtt_up"] = unit.mqtt.broker.running
@@ -505,7 +556,7 @@ class BambuSimFarm:
     def _write_endpoints(self) -> None:
         data = {
             str(u.spec.id): {
-                "host": u.spec.host,
+                "host": u.spec.client_host,
                 "mqtt_port": u.spec.mqtt_port,
                 "ftps_port": u.spec.ftps_port,
                 "serial": u.spec.serial,

@@ -43,6 +43,8 @@ class FtpsSettings:
     passive_ports: range | None
     rate_limit: Callable[[], int | None]
     """Current throughput cap in bytes/s (read at each data connection), None = unlimited."""
+    masquerade_address: str | None = None
+    """IPv4 address named in passive replies; None = the control connection's local address."""
 
 
 class _Gate:
@@ -162,6 +164,7 @@ class FtpsServer:
                 "authorizer": authorizer,
                 "ssl_context": ctx,
                 "passive_ports": list(settings.passive_ports) if settings.passive_ports else None,
+                "masquerade_address": settings.masquerade_address,
                 "gate": _Gate(),
                 "rate_limit": staticmethod(settings.rate_limit),
                 "timeout": 120,

@@ -174,7 +174,9 @@ max_connections {s.max_clients}
                     f"mosquitto for printer {self.settings.name} exited ({proc.returncode}); "
                     f"see {self._dir / 'mosquitto.log'}"
                 )
-            if self.socket_path.exists() and _tcp_open(self.settings.host, self.settings.port):
+            if self.socket_path.exists() and _tcp_open(
+                _probe_host(self.settings.host), self.settings.port
+            ):
                 return
             time.sleep(0.02)
         self.stop()
@@ -217,6 +219,11 @@ max_connections {s.max_clients}
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
+
+
+def _probe_host(host: str) -> str:
+    """Where to check a listener bound to ``host``: loopback for a wildcard address."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
 
 def _tcp_open(host: str, port: int) -> bool:
