@@ -99,8 +99,8 @@ def test_claim_filter_matches_printer_model_or_anywhere_and_the_plate_type() -> 
     assert bed_type == {"bed_type": "smooth_pei"}
     assert targets["$or"] == [
         {"target.printer_id": 14},
-        {"target.printer_id": None, "target.model": "P1S"},
-        {"target.printer_id": None, "target.model": None},
+        {"target.printer_id": {"$in": [None]}, "target.model": "P1S"},
+        {"target.printer_id": {"$in": [None]}, "target.model": {"$in": [None]}},
     ]
 
 

@@ -47,7 +47,7 @@ def build(settings: Settings) -> FastAPI:
         rates=load_rates(settings),
         pantheon=PantheonClient(
             settings.pantheon_api_url,
-            settings.pantheon_api_key.get_secret_value(),
+            settings.pantheon_api_key.get_secret_value() if settings.pantheon_api_key else "",
             settings.pantheon_api_timeout_s,
         ),
         registry=registry,

@@ -67,10 +67,17 @@ class Settings(ServiceSettings):
     price_markup: float | None = Field(default=None, ge=0)
     price_waste: float | None = Field(default=None, ge=0, le=1)
     pantheon_api_url: str = Field(default="", description="pantheon-api base URL (empty: off)")
-    pantheon_api_key: SecretStr = Field(
-        default=SecretStr(""), description="X-API-Key that slicer-api presents to pantheon-api"
+    pantheon_api_key: SecretStr | None = Field(
+        default=None,
+        description="X-API-Key that slicer-api presents to pantheon-api (empty: no hand-over)",
     )
     pantheon_api_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("pantheon_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        # optional secret: an empty PANTHEON_API_KEY turns the hand-over off, it is no placeholder
+        return None if value in ("", None) else value
 
     @field_validator("slicer_api_keys")
     @classmethod

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import yaml
@@ -207,6 +209,8 @@ class FarmOptions:
     slicer_port: int = 9980
     bind: str = "layout"
     robot_speed: float | None = None
+    fresh: bool = False
+    """Start from an empty farm state (MongoDB database, robot world, simulator storage)."""
 
 
 def _installed(module: str) -> bool:
@@ -301,6 +305,50 @@ def sync_plates(world: Mapping[str, Any], mongo_url: str, db_name: str) -> int:
     finally:
         client.close()
     return count
+
+
+def _printers_changed(opts: FarmOptions) -> bool:
+    """True when the last run of this farm dir had other printers (its state would not fit)."""
+    previous = opts.farm_dir / "printers.json"
+    if not previous.exists():
+        return False
+    try:
+        before = json.loads(previous.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    if sorted(before) != sorted(opts.printers):
+        LOG.warning("printers changed since the last run (%s -> %s)", before, opts.printers)
+        return True
+    return False
+
+
+def _reset_simulator_state(opts: FarmOptions) -> None:
+    """Forget where the simulated robot put the plates and what the printers stored."""
+    for name in ("robot-world.json", "robot-ledger.jsonl"):
+        with contextlib.suppress(FileNotFoundError):
+            (opts.farm_dir / name).unlink()
+    shutil.rmtree(opts.farm_dir / "bambu-sim", ignore_errors=True)
+
+
+def _utilization_database(infra: Endpoints, *, drop: bool) -> str:
+    """The native farm's MySQL database ``utilization`` (created if missing); its URL."""
+    import pymysql
+
+    parts = urlsplit(infra.mysql_url)
+    connection = pymysql.connect(
+        host=parts.hostname or HOST,
+        port=parts.port or 3306,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+    )
+    try:
+        with connection.cursor() as cursor:
+            if drop:
+                cursor.execute("DROP DATABASE IF EXISTS utilization")
+            cursor.execute("CREATE DATABASE IF NOT EXISTS utilization CHARACTER SET utf8mb4")
+    finally:
+        connection.close()
+    return f"{infra.mysql_url}/utilization?charset=utf8mb4"
 
 
 def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> list[ProcessSpec]:
@@ -443,7 +491,7 @@ def base_env(opts: FarmOptions, infra: Endpoints) -> dict[str, str]:
     secrets_file = opts.farm_dir / "secrets.env"
     env.update(_farm_secrets(secrets_file, opts.printers))
     # explicit settings from the caller's environment win (tests isolate themselves this way)
-    for key in ("AMQP_URL", "MONGO_URL", "MQTT_TOPIC_PREFIX"):
+    for key in ("AMQP_URL", "MONGO_URL", "MQTT_TOPIC_PREFIX", "MYSQL_URL"):
         if os.environ.get(key):
             env[key] = os.environ[key]
     env.setdefault("MONGO_DB", "pantheon")
@@ -465,12 +513,20 @@ def run_farm(opts: FarmOptions, ready: Callable[[Supervisor], None] | None = Non
     infra = ensure_infra(opts.run_dir)
     env = base_env(opts, infra)
     layout = load_layout(opts.layout_path)
+    fresh = opts.fresh or _printers_changed(opts)
+    if not os.environ.get("MYSQL_URL"):
+        env["MYSQL_URL"] = _utilization_database(infra, drop=fresh)
     client = mongo_client(env["MONGO_URL"], app_name="pantheon-run")
     try:
         ping(client)
+        if fresh:
+            LOG.info("starting from an empty farm state (database %s)", env["MONGO_DB"])
+            client.drop_database(env["MONGO_DB"])
+            _reset_simulator_state(opts)
         seed_farm(client[env["MONGO_DB"]], layout)
     finally:
         client.close()
+    (opts.farm_dir / "printers.json").write_text(json.dumps(opts.printers), encoding="utf-8")
     supervisor = Supervisor(opts.farm_dir / "logs")
     stop = threading.Event()
 
@@ -551,6 +607,11 @@ def main(argv: list[str] | None = None) -> int:
         "--farm-dir", type=Path, default=None, help="farm state, logs, G-code (<run-dir>/farm)"
     )
     parser.add_argument("--bind", choices=["layout", "ports"], default="layout")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from an empty farm (drops the farm's MongoDB and MySQL state)",
+    )
     parser.add_argument("--printer-port-base", type=int, default=50000, help="500<id> ports")
     parser.add_argument("--sim-control-port", type=int, default=9990)
     parser.add_argument("--robot-control-port", type=int, default=9991)
@@ -587,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             slicer_port=args.slicer_port,
             bind=args.bind,
             robot_speed=args.robot_speed,
+            fresh=args.fresh,
         )
         return run_farm(opts)
     except (InfraError, RuntimeError, ValueError) as err:

@@ -67,7 +67,9 @@ def claim_filter(printer_id: int, model: str, bed_type: BedType) -> dict[str, An
     or any printer (neither named).
     """
     # One explicit $and: nx-27017 (the test server) loses the other conditions next to a
-    # top-level $or; real MongoDB reads both forms the same.
+    # top-level $or, and inside $or it does not match `field: None`; `$in: [None]` means the
+    # same on real MongoDB (null or missing) and works on both.
+    unset = {"$in": [None]}
     return {
         "$and": [
             {"status": JobStatus.QUEUED.value},
@@ -75,8 +77,8 @@ def claim_filter(printer_id: int, model: str, bed_type: BedType) -> dict[str, An
             {
                 "$or": [
                     {"target.printer_id": printer_id},
-                    {"target.printer_id": None, "target.model": model},
-                    {"target.printer_id": None, "target.model": None},
+                    {"target.printer_id": unset, "target.model": model},
+                    {"target.printer_id": unset, "target.model": unset},
                 ]
             },
         ]

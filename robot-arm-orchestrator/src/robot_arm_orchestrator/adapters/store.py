@@ -337,13 +337,21 @@ class TaskStore:
     # -- plates ----------------------------------------------------------------------------
     def next_queued_jobs(self, printer_id: int, model: str, limit: int = 20) -> list[JobDoc]:
         """Queued jobs this printer could take, highest priority first."""
+        # One explicit $and, and `$in: [None]` for "not set": nx-27017 (the test server) loses
+        # conditions next to a top-level $or and does not match `field: None` inside one; real
+        # MongoDB reads these forms exactly like the plain ones.
+        unset = {"$in": [None]}
         query = {
-            "status": JobStatus.QUEUED.value,
-            "$or": [
-                {"target.printer_id": printer_id},
-                {"target.model": model},
-                {"target.printer_id": None, "target.model": None},
-            ],
+            "$and": [
+                {"status": JobStatus.QUEUED.value},
+                {
+                    "$or": [
+                        {"target.printer_id": printer_id},
+                        {"target.printer_id": unset, "target.model": model},
+                        {"target.printer_id": unset, "target.model": unset},
+                    ]
+                },
+            ]
         }
         cursor = self.jobs.find(query).sort([("priority", DESCENDING), ("seq", ASCENDING)])
         docs = self._call("reading queued jobs", list, cursor.limit(limit))
