@@ -207,3 +207,16 @@ def test_a_waiting_replace_lets_other_work_through() -> None:
 
 def test_nothing_open_is_idle() -> None:
     assert next_task([]) == Idle()
+
+
+def test_default_mqtt_client_id_follows_the_topic_prefix() -> None:
+    """Two farms under different prefixes on one broker must not share a client id."""
+    from robot_arm_orchestrator.settings import Settings
+
+    plain = Settings(pantheon_env="dev")
+    a = Settings(pantheon_env="dev", mqtt_topic_prefix="test/a/")
+    b = Settings(pantheon_env="dev", mqtt_topic_prefix="test/b/")
+    assert plain.mqtt_client_id == "robot-arm-orchestrator"
+    assert a.mqtt_client_id.startswith("robot-arm-orchestrator-")
+    assert len({plain.mqtt_client_id, a.mqtt_client_id, b.mqtt_client_id}) == 3
+    assert Settings(pantheon_env="dev", mqtt_client_id="fixed").mqtt_client_id == "fixed"

@@ -1,8 +1,10 @@
 """Settings of the orchestrator (environment variables = field names in upper case)."""
 
+import hashlib
 from datetime import time
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pantheon_common.settings import (
     AmqpSettings,
@@ -18,10 +20,23 @@ from pantheon_contracts.robot import RobotJobKind
 class Settings(AmqpSettings, MqttSettings, MongoSettings, ServiceTokenSettings, FarmSettings):
     """Everything robot-arm-orchestrator reads; built once in ``main()``."""
 
+    @model_validator(mode="after")
+    def _default_client_id(self) -> Self:
+        if not self.mqtt_client_id:
+            suffix = ""
+            if self.mqtt_topic_prefix:
+                digest = hashlib.sha1(self.mqtt_topic_prefix.encode(), usedforsecurity=False)
+                suffix = "-" + digest.hexdigest()[:10]
+            self.mqtt_client_id = f"robot-arm-orchestrator{suffix}"
+        return self
+
     http_host: str = Field(default="0.0.0.0", description="address of the HTTP API")  # noqa: S104
     http_port: int = Field(default=ORCHESTRATOR_PORT, ge=0, le=65535, description="HTTP API port")
     mqtt_client_id: str = Field(
-        default="robot-arm-orchestrator", description="MQTT client id (one orchestrator per bus)"
+        default="",
+        description="MQTT client id (one orchestrator per bus); empty: robot-arm-orchestrator, "
+        "plus a hash of MQTT_TOPIC_PREFIX when one is set, so farms under different prefixes on "
+        "one broker (tests, benchmarks) do not knock each other off",
     )
     robot_echoes_job_id: bool = Field(
         default=False,
