@@ -95,6 +95,7 @@ class Service:
 
     url: str
     work_dir: Path
+    store_dir: Path
     api_key: str = API_KEY
     upload_limit: int = UPLOAD_LIMIT
 
@@ -116,11 +117,13 @@ def service(
 ) -> Iterator[Service]:
     """slicer-api on a free loopback port (uvicorn in a thread), real engine, 1 MiB uploads."""
     work_dir = tmp_path_factory.mktemp("slicer-work")
+    store_dir = tmp_path_factory.mktemp("farm-gcode-store")
     settings = Settings(
         pantheon_env="dev",
         slicer_api_keys=hashlib.sha256(API_KEY.encode()).hexdigest(),
         slicer_engine=engine_binary,
         slicer_work_dir=work_dir,
+        slicer_gcode_store_dir=store_dir,
         slicer_max_upload_bytes=UPLOAD_LIMIT,
         pantheon_api_url=fake_pantheon.url,
         pantheon_api_key="pantheon-key-for-tests",
@@ -142,7 +145,7 @@ def service(
         if time.monotonic() > deadline:
             pytest.fail("slicer-api did not answer /healthz within 20 s")
         time.sleep(0.05)
-    yield Service(url, work_dir)
+    yield Service(url, work_dir, store_dir)
     server.should_exit = True
     thread.join(15)
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from pantheon_common.gcode_store import LocalGcodeStore
 from slicer_api import testing as models
 
 FakePantheon = Any  # conftest.FakePantheon (test modules cannot import conftest)
@@ -87,6 +88,17 @@ def test_sliced_package_is_a_bambu_gcode_3mf(
     assert f"; total layer number: {result['layers']}" in text
     assert "; PANTHEON_START_GCODE P1S" in text
     assert text.rstrip().endswith("; EXECUTABLE_BLOCK_END")
+
+
+def test_packages_are_published_into_the_farm_gcode_store(
+    sliced: dict[str, tuple[dict[str, Any], bytes]], service: Service
+) -> None:
+    """The farm's G-code store (shared with pantheon-api and printer-service) gets each result."""
+    store = LocalGcodeStore(service.store_dir)
+    for status, data in sliced.values():
+        name = status["result"]["gcode_store_name"]
+        assert name.endswith(".gcode.3mf")
+        assert store.get(name) == data
 
 
 def test_estimates_follow_the_geometry(sliced: dict[str, tuple[dict[str, Any], bytes]]) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from pantheon_common.errors import ConfigurationError
+from pantheon_common.gcode_store import LocalGcodeStore
 from pantheon_common.log import configure_logging
 from pantheon_common.settings import load_settings
 from slicer_api.adapters.engine import Engine, ensure_engine, install_engine
@@ -52,6 +53,11 @@ def build(settings: Settings) -> FastAPI:
         ),
         registry=registry,
         work_dir=settings.slicer_work_dir,
+        gcode_store=(
+            LocalGcodeStore(settings.slicer_gcode_store_dir)
+            if settings.slicer_gcode_store_dir is not None
+            else None
+        ),
         workers=settings.slicer_workers,
         max_queued=settings.slicer_max_queued,
         slice_timeout_s=settings.slicer_timeout_s,

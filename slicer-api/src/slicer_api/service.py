@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pantheon_common.gcode_store import GcodeStore
 from pantheon_contracts.beds import BedType
 from slicer_api.adapters.engine import Engine
 from slicer_api.adapters.limits import ProcessLimits
@@ -101,6 +102,8 @@ class Job:
     finished: float | None = None
     result: PackagedSlice | None = None
     pantheon_result: dict[str, Any] = field(default_factory=dict)
+    store_name: str | None = None
+    """Name of the package in the farm's G-code store, once published there."""
     timings: dict[str, float] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -143,6 +146,7 @@ class Job:
                     "gcode.3mf": f"/slice/{self.id}/result",
                     "gcode": f"/slice/{self.id}/result?format=gcode",
                 },
+                "gcode_store_name": self.store_name,
             },
             "pantheon": self.pantheon_result or None,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
@@ -169,8 +173,12 @@ class SlicerService:
         zip_limits: ZipLimits,
         max_triangles: int,
         job_ttl_s: float,
+        gcode_store: GcodeStore | None = None,
     ) -> None:
         self.catalog = catalog
+        # the farm's G-code store (shared with pantheon-api and printer-service), if configured:
+        # every finished package is published there under its job's name
+        self.gcode_store = gcode_store
         self.engine = engine
         self.rates = rates
         self.pantheon = pantheon
@@ -430,6 +438,15 @@ class SlicerService:
             self._remove_files(job)
         job.set_state(JobState.FAILED)
 
+    def _publish(self, job: Job) -> str:
+        """Put the finished package into the farm's G-code store; returns its name there."""
+        assert self.gcode_store is not None
+        assert job.result is not None
+        name = f"{job.id[:12]}-{job.result.package_path.name}"
+        with job.result.package_path.open("rb") as data:
+            self.gcode_store.put(name, data)
+        return name
+
     async def _run(self, job: Job) -> None:
         job.set_state(JobState.SLICING)
         engine_gcode = job.model.workdir / "engine.gcode"
@@ -462,6 +479,8 @@ class SlicerService:
         engine_gcode.unlink(missing_ok=True)
         job.model.stl.unlink(missing_ok=True)
         job.timings["packaging"] = time.perf_counter() - started
+        if self.gcode_store is not None:
+            job.store_name = await asyncio.to_thread(self._publish, job)
         if job.pantheon is not None:
             job.set_state(JobState.UPLOADING)
             await self._hand_over(job, job.pantheon, job.result.figures)

@@ -66,12 +66,22 @@ class Settings(ServiceSettings):
     price_minimum: float | None = Field(default=None, ge=0)
     price_markup: float | None = Field(default=None, ge=0)
     price_waste: float | None = Field(default=None, ge=0, le=1)
+    slicer_gcode_store_dir: Path | None = Field(
+        default=None,
+        description="the farm's G-code store (a directory shared with pantheon-api and "
+        "printer-service); finished packages are also put there (empty: off)",
+    )
     pantheon_api_url: str = Field(default="", description="pantheon-api base URL (empty: off)")
     pantheon_api_key: SecretStr | None = Field(
         default=None,
         description="X-API-Key that slicer-api presents to pantheon-api (empty: no hand-over)",
     )
     pantheon_api_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("slicer_gcode_store_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
     @field_validator("pantheon_api_key", mode="before")
     @classmethod

@@ -477,6 +477,7 @@ def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> lis
                     "SLICER_API_PORT": str(opts.slicer_port),
                     "SLICER_API_KEYS": shop_digest,
                     "SLICER_WORK_DIR": str(opts.farm_dir / "slicer"),
+                    "SLICER_GCODE_STORE_DIR": env["GCODE_STORE_DIR"],
                 },
                 health_url=f"http://{HOST}:{opts.slicer_port}/healthz",
             )
