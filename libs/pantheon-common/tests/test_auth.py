@@ -20,6 +20,7 @@ from pantheon_common.auth import (
     decode_access_token,
     install_auth,
     require_role,
+    service_token_guard,
 )
 from pantheon_common.errors import ConfigurationError
 from pantheon_common.settings import load_settings
@@ -182,3 +183,55 @@ def test_guard_closes_when_auth_was_not_installed() -> None:
     token = create_access_token("ada", Role.ADMIN, secret=SECRET)
     response = TestClient(app).get("/read", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 503
+
+
+def _service_app(token: str, **guard: str) -> TestClient:
+    app = FastAPI(dependencies=[Depends(service_token_guard(token, **guard))])
+
+    @app.get("/data")
+    async def data() -> dict[str, bool]:
+        return {"ok": True}
+
+    return TestClient(app)
+
+
+def test_service_token_guard_admits_the_service_token() -> None:
+    client = _service_app(SERVICE_TOKEN)
+    response = client.get("/data", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": f"Bearer {SERVICE_TOKEN}x"},
+        {"Authorization": f"Bearer {SERVICE_TOKEN[:-1]}"},
+        {"Authorization": f"Basic {SERVICE_TOKEN}"},
+        {"Authorization": f"Bearer {create_access_token('ada', Role.ADMIN, secret=SECRET)}"},
+    ],
+    ids=["missing", "empty", "wrong", "longer", "shorter", "other-scheme", "user-jwt"],
+)
+def test_service_token_guard_refuses_anything_else_with_401(headers: dict[str, str]) -> None:
+    response = _service_app(SERVICE_TOKEN).get("/data", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {"detail": "service token required"}
+
+
+def test_service_token_guard_with_an_empty_token_refuses_every_call() -> None:
+    client = _service_app("")
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
+        response = client.get("/data", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_service_token_guard_uses_the_given_detail() -> None:
+    client = _service_app(SERVICE_TOKEN, detail="a valid service token is required")
+    response = client.get("/data", headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "a valid service token is required"}

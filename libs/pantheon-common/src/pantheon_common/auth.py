@@ -12,6 +12,11 @@ Wiring, once per app::
 
 A missing or invalid credential answers 401 with ``WWW-Authenticate: Bearer``; a valid one
 with too low a role answers 403.
+
+Internal APIs that only other services call (no users, no JWT) guard their routes with the
+service token alone::
+
+    app = FastAPI(dependencies=[Depends(service_token_guard(settings_token))])
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ __all__ = [
     "decode_access_token",
     "install_auth",
     "require_role",
+    "service_token_guard",
 ]
 
 ALGORITHM = "HS256"
@@ -263,4 +269,29 @@ def require_role(required: Role) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     dependency.__name__ = f"require_{required.value}"
+    return dependency
+
+
+_service_bearer = HTTPBearer(auto_error=False)
+
+
+def service_token_guard(
+    token: str, *, detail: str = "service token required"
+) -> Callable[..., None]:
+    """A FastAPI dependency admitting only ``Authorization: Bearer <token>``.
+
+    Anything else (no header, another scheme, a wrong token) answers 401 with
+    ``WWW-Authenticate: Bearer`` and ``detail``; an empty ``token`` refuses every call.
+    """
+
+    def dependency(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_service_bearer)],
+    ) -> None:
+        given = credentials.credentials if credentials is not None else ""
+        if not token or not hmac.compare_digest(
+            given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+        ):
+            raise _unauthorized(detail)
+
+    dependency.__name__ = "require_service_token"
     return dependency

@@ -444,6 +444,8 @@ def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> lis
                     "HTTP_HOST": HOST,
                     "HTTP_PORT": str(opts.utilization_port),
                     "PRINTER_SERVICE_URL_TEMPLATE": printer_url,
+                    # its write-ahead spool belongs to this farm, not to the machine
+                    "SPOOL_PATH": str(opts.farm_dir / "utilization-spool.jsonl"),
                 },
                 health_url=f"http://{HOST}:{opts.utilization_port}/healthz",
             )

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from pantheon_api.adapters.store import utcnow
-from pantheon_api.adapters.upload import ReceivedUpload, UploadRefused, receive_upload
 from pantheon_api.api.common import ERRORS, conflict, not_found, threaded
 from pantheon_api.api.deps import Ctx, Operator, Viewer
 from pantheon_api.api.routes_jobs import create_job_doc
@@ -18,6 +17,7 @@ from pantheon_api.api.schemas import GcodeFileOut, JobCreate, OctoUploadOut, Oct
 from pantheon_api.domain.metadata import GcodeMetadata, MetadataError, read_metadata
 from pantheon_common.auth import Principal
 from pantheon_common.gcode_store import GcodeNotFound, InvalidGcodeName, validate_gcode_name
+from pantheon_common.upload import ReceivedUpload, UploadRefused, receive_upload
 from pantheon_contracts.beds import BedType
 from pantheon_contracts.names import Collections
 from pantheon_contracts.printer import PrinterModel

@@ -7,18 +7,14 @@ Every route except /healthz, /readyz and /metrics needs ``Authorization: Bearer
 from __future__ import annotations
 
 import asyncio
-import hmac
-import tempfile
 from collections.abc import Callable
-from typing import Annotated, Any, BinaryIO
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Gauge
 from pydantic import BaseModel, Field
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
+from pantheon_common.auth import service_token_guard
 from pantheon_common.gcode_store import (
     GcodeNotFound,
     GcodeStore,
@@ -28,13 +24,11 @@ from pantheon_common.gcode_store import (
     validate_gcode_name,
 )
 from pantheon_common.http import ReadinessCheck, add_observability
+from pantheon_common.upload import UploadRefused, receive_upload
 from printer_service.domain.ports import CommandRefused, DriverError, NotConnected
 from printer_service.service import DispatchFailed, NotDispatchable, PrinterService
 
-_bearer = HTTPBearer(auto_error=False)
 _UNPROCESSABLE = 422
-# Multipart framing (boundaries, part headers) on top of the file itself.
-_MULTIPART_SLACK = 64 * 1024
 
 
 class PrintRequest(BaseModel):
@@ -69,20 +63,9 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app; ``token`` is the shared service token (empty only in dev mode)."""
 
-    def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        given = credentials.credentials if credentials is not None else ""
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "service token required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     app = FastAPI(
         title=f"printer-service {service.config.printer_id}",
-        dependencies=[Depends(authorized)],
+        dependencies=[Depends(service_token_guard(token))],
     )
     registry = add_observability(app, service="printer-service", checks=checks)
     Gauge("printer_online", "1 while the printer connection works", registry=registry).set_function(
@@ -149,13 +132,14 @@ def create_app(
         The body is parsed as it streams in; past ``UPLOAD_MAX_BYTES`` the request is answered
         413 without reading further.
         """
-        declared = request.headers.get("content-length")
-        too_big = upload_max_bytes + _MULTIPART_SLACK
-        if declared is not None and declared.isdigit() and int(declared) > too_big:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "file too large")
-        name, spool = await _receive_file(request, upload_max_bytes)
         try:
-            info = await asyncio.to_thread(gcode_store.put, name, spool, max_bytes=upload_max_bytes)
+            received = await receive_upload(request, upload_max_bytes)
+        except UploadRefused as err:
+            raise HTTPException(err.status, err.detail) from err
+        try:
+            info = await asyncio.to_thread(
+                gcode_store.put, received.filename, received.file, max_bytes=upload_max_bytes
+            )
         except GcodeTooLarge as err:
             raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(err)) from err
         except InvalidGcodeName as err:
@@ -163,86 +147,7 @@ def create_app(
         except GcodeStoreError as err:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(err)) from err
         finally:
-            spool.close()
+            received.close()
         return Uploaded(name=info.name, size=info.size, sha256=info.sha256)
 
     return app
-
-
-async def _receive_file(request: Request, limit: int) -> tuple[str, BinaryIO]:
-    """Stream the multipart body into a spooled file; 413 as soon as the file passes ``limit``."""
-    content_type = request.headers.get("content-type", "")
-    mime, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if mime != b"multipart/form-data" or not boundary:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data")
-    spool: Any = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
-    state: dict[str, Any] = {"in_file": False, "name": None, "size": 0, "headers": {}}
-    header_field: list[bytes] = []
-    header_value: list[bytes] = []
-
-    def on_part_begin() -> None:
-        state["headers"] = {}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.append(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.append(data[start:end])
-
-    def on_header_end() -> None:
-        state["headers"][b"".join(header_field).lower()] = b"".join(header_value)
-        header_field.clear()
-        header_value.clear()
-
-    def on_headers_finished() -> None:
-        disposition = state["headers"].get(b"content-disposition", b"")
-        _, options = parse_options_header(disposition)
-        is_file = options.get(b"name") == b"file" and b"filename" in options
-        state["in_file"] = is_file and state["name"] is None
-        if state["in_file"]:
-            state["name"] = options[b"filename"].decode("utf-8", "replace")
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["in_file"]:
-            state["size"] += end - start
-            if state["size"] > limit:
-                raise _TooLarge
-            spool.write(data[start:end])
-
-    def on_part_end() -> None:
-        state["in_file"] = False
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
-    try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except _TooLarge as err:
-        spool.close()
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file larger than {limit} bytes"
-        ) from err
-    except MultipartParseError as err:
-        spool.close()
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad multipart body: {err}") from err
-    if state["name"] is None:
-        spool.close()
-        raise HTTPException(_UNPROCESSABLE, "no file field in the form")
-    spool.seek(0)
-    return str(state["name"]), spool
-
-
-class _TooLarge(Exception):
-    pass

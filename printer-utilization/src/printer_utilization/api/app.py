@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,10 +10,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
+from pantheon_common.auth import service_token_guard
 from pantheon_common.errors import StoreUnavailable
 from pantheon_common.http import ReadinessCheck, add_observability
 from printer_utilization.adapters.store import IntervalRow, MysqlStore, PrintRow
@@ -28,7 +27,6 @@ from printer_utilization.domain.report import (
 )
 from printer_utilization.domain.states import REPORT_STATES
 
-_bearer = HTTPBearer(auto_error=False)
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_BUCKETS = 20_000
 
@@ -186,20 +184,9 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app; ``token`` is the shared service token (empty: every data call is 401)."""
 
-    def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        given = credentials.credentials if credentials is not None else ""
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "service token required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     app = FastAPI(title="printer-utilization", version="0.1.0")
     add_observability(app, service="printer-utilization", checks=checks, registry=registry)
-    router = APIRouter(dependencies=[Depends(authorized)])
+    router = APIRouter(dependencies=[Depends(service_token_guard(token))])
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -1,17 +1,16 @@
 """HTTP API of the orchestrator: task log, held tasks and their resolution, pause/resume,
 dead letters. Everything but /healthz, /readyz and /metrics needs the service token."""
 
-import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
 from pantheon_common.amqp import peek_dead_letters
+from pantheon_common.auth import service_token_guard
 from pantheon_common.errors import BrokerUnavailable, StoreUnavailable
 from pantheon_common.http import add_observability, run_blocking_check
 from pantheon_contracts.names import HOMING_QUEUE, READY_QUEUE
@@ -103,20 +102,6 @@ def create_app(
     registry: CollectorRegistry,
 ) -> FastAPI:
     """The FastAPI app; every dependency is passed in (built once by ``main()``)."""
-    bearer = HTTPBearer(auto_error=False)
-
-    def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        """Service token (``Authorization: Bearer <SERVICE_TOKEN>``)."""
-        given = credentials.credentials if credentials is not None else ""
-        if not service_token or not secrets.compare_digest(given.encode(), service_token.encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "a valid service token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     app = FastAPI(
         title="robot-arm-orchestrator",
         description="Robot task log, held tasks, dispatch control and dead letters.",
@@ -130,6 +115,7 @@ def create_app(
             "mqtt": _mqtt_check(robot),
         },
     )
+    require_token = service_token_guard(service_token, detail="a valid service token is required")
     router = APIRouter(dependencies=[Depends(require_token)])
 
     def _store_call(fn: Any, *args: Any, **kwargs: Any) -> Any:

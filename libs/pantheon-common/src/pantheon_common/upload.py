@@ -3,7 +3,18 @@
 Starlette's ``request.form()`` spools the whole body before the route sees it; here the
 body is parsed chunk by chunk (python-multipart's push parser) so an upload over the limit is
 refused as soon as it passes the limit (and before reading anything when ``Content-Length``
-already says so).
+already says so). Small non-file form fields are kept too (``FIELD_MAX_BYTES`` together).
+
+In a route::
+
+    try:
+        upload = await receive_upload(request, limit)
+    except UploadRefused as err:
+        raise HTTPException(err.status, err.detail) from err
+    try:
+        ...  # upload.filename, upload.file (at offset 0), upload.size, upload.fields
+    finally:
+        upload.close()
 """
 
 from __future__ import annotations
