@@ -154,8 +154,10 @@ def port_free(port: int) -> bool:
 
 def farm_ports_in_use(printers: Sequence[int], ports: FarmPorts) -> list[int]:
     """Ports this farm needs that another process holds. bambu-sim with ``--bind ports`` puts
-    printer <id> on fixed ports (MQTT 18800+id, FTPS 19900+id, passive 40000+10*id..+9) that
-    pantheon-run cannot move, so two farms with a printer in common cannot run at once."""
+    printer <id> on fixed ports (MQTT 18800+id, FTPS 19900+id) that pantheon-run cannot move,
+    so two farms with a printer in common cannot run at once. Its passive FTPS range
+    (40000+10*id..+9) is not checked: the FTP server skips a port that is taken, and any
+    process may hold one of them as an ephemeral port."""
     wanted = [
         ports.sim_control,
         ports.robot_control,
@@ -166,7 +168,6 @@ def farm_ports_in_use(printers: Sequence[int], ports: FarmPorts) -> list[int]:
     ]
     for pid in printers:
         wanted += [ports.printer_port_base + pid, 18800 + pid, 19900 + pid]
-        wanted += [40000 + 10 * pid + i for i in range(10)]
     return [p for p in wanted if not port_free(p)]
 
 
