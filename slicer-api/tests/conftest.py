@@ -37,7 +37,7 @@ def engine_binary() -> str:
 
 @dataclass
 class FakePantheon:
-    """A small HTTP server standing in for pantheon-api (which does not exist yet)."""
+    """A small HTTP server speaking pantheon-api's upload and job contract."""
 
     url: str
     requests: list[dict[str, Any]] = field(default_factory=list)

@@ -184,8 +184,11 @@ class GcodeStore(Protocol):
         ...
 
 
-def _iter_chunks(data: BinaryIO | Iterable[bytes]) -> Iterable[bytes]:
-    # A file object is also an iterable of *lines*; read it in fixed chunks instead.
+def iter_chunks(data: BinaryIO | Iterable[bytes]) -> Iterable[bytes]:
+    """The chunks of ``put``'s data, for every implementation of the store.
+
+    A file object is also an iterable of *lines*; it is read in fixed chunks instead.
+    """
     read = getattr(data, "read", None)
     if callable(read):
         while chunk := read(CHUNK_SIZE):
@@ -297,7 +300,7 @@ class LocalGcodeStore:
                 # run as other users, so publish it world-readable like a normal upload.
                 os.fchmod(fd, 0o644)
             # Errors raised by the caller's stream itself propagate unchanged.
-            for chunk in _iter_chunks(data):
+            for chunk in iter_chunks(data):
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise GcodeTooLarge(name, max_bytes)

@@ -33,6 +33,7 @@ from pantheon_common.gcode_store import (
     GcodeNotFound,
     GcodeStoreError,
     GcodeTooLarge,
+    iter_chunks,
     validate_gcode_name,
 )
 
@@ -55,17 +56,6 @@ class SftpConfig:
     known_hosts: Path
     root: str = "gcode"
     timeout_s: float = 15.0
-
-
-def _chunks(data: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
-    read = getattr(data, "read", None)
-    if callable(read):
-        while chunk := read(CHUNK_SIZE):
-            yield bytes(chunk)
-        return
-    for chunk in data:
-        if chunk:
-            yield bytes(chunk)
 
 
 def _is_missing(err: OSError) -> bool:
@@ -282,7 +272,7 @@ class SftpGcodeStore:
             raise GcodeStoreError(f"cannot create a temp file for {name!r}: {err}") from err
         with remote:
             remote.set_pipelined(True)
-            for chunk in _chunks(data):  # errors of the caller's stream propagate unchanged
+            for chunk in iter_chunks(data):  # errors of the caller's stream propagate unchanged
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise GcodeTooLarge(name, max_bytes)

@@ -1,6 +1,6 @@
 """Client of pantheon-api: upload a sliced file, queue a print job.
 
-Contract (pantheon-api is not built yet; this is what slicer-api sends, see README):
+Contract (pantheon-api's POST /api/files and POST /api/jobs, with a machine API key):
 - ``POST {PANTHEON_API_URL}/api/files``, header ``X-API-Key``, multipart: ``file`` (the
   ``.gcode.3mf``), ``md5`` (uppercase hex of plate_1.gcode), ``printer_model``, ``bed_type``.
   Answer 200/201 JSON ``{"name": "<store name>", ...}``.
