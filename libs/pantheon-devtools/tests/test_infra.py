@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -320,6 +321,7 @@ def test_render_mosquitto_conf_rewrites_only_local_lines(tmp_path: Path) -> None
     assert f"persistence_location {tmp_path}/mosquitto/data/" in rendered
     assert f"log_dest file {tmp_path}/mosquitto/mosquitto.log" in rendered
     assert f"pid_file {tmp_path}/mosquitto/mosquitto.pid" in rendered
+    assert f"user {pwd.getpwuid(os.geteuid()).pw_name}" in rendered  # no drop to `mosquitto`
     assert not any(line.startswith(("listener 1883", "log_dest stdout")) for line in rendered)
     assert "/mosquitto/data/" not in "\n".join(
         line for line in rendered if not line.startswith("persistence_location")

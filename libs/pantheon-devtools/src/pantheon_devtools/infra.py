@@ -905,10 +905,13 @@ def render_mosquitto_conf(template: str, run_dir: Path, port: int) -> str:
             out.append(line)
     if not seen_listener:
         raise InfraError("mosquitto: infra/mosquitto/mosquitto.conf has no `listener 1883` line")
+    # Run as the harness's own user: started as root, mosquitto would otherwise drop to user
+    # `mosquitto`, which cannot enter a checkout under a private directory (mktemp -d is 0700).
+    user = pwd.getpwuid(os.geteuid()).pw_name
     out.insert(
         0,
         f"# rendered by pantheon-infra from infra/mosquitto/mosquitto.conf\n"
-        f"pid_file {paths['pid']}",
+        f"pid_file {paths['pid']}\nuser {user}",
     )
     return "\n".join(out) + "\n"
 
