@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -440,16 +441,75 @@ def test_cli_reports_an_unavailable_server_without_traceback(
 # --------------------------------------------------------------------------- recovery (last: slow)
 
 
+def _skip_if_not_disruptive() -> None:
+    if os.environ.get("PANTHEON_SKIP_DISRUPTIVE", "") == "1":
+        pytest.skip("PANTHEON_SKIP_DISRUPTIVE=1: not stopping the shared system servers")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to stop the system's RabbitMQ processes")
+
+
+_ERL_ENV = {**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"}
+
+
+def _rabbitmqctl_reaches_node() -> bool:
+    ping = subprocess.run(
+        ["rabbitmqctl", "ping", "-t", "5"], capture_output=True, timeout=30, env=_ERL_ENV
+    )
+    return ping.returncode == 0
+
+
+def _rabbitmq_node_pids() -> list[int]:
+    listeners = subprocess.run(["ss", "-Hltnp", "sport = :5672"], capture_output=True, text=True)
+    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", listeners.stdout)})
+
+
+def test_node_that_lost_its_epmd_is_reachable_again_after_ensure_infra(infra: Endpoints) -> None:
+    """epmd dies under a running node (as when a session's processes are killed): the node
+    still serves AMQP, but rabbitmqctl (user setup, stop_app) cannot reach it until it
+    registers with a new epmd. ensure_infra waits for that, so the CLI works when it returns."""
+    _skip_if_not_disruptive()
+    node = _rabbitmq_node_pids()
+    subprocess.run(["pkill", "-x", "epmd"], check=True, timeout=30)
+    _poll(lambda: _port_closed(4369), 10, "epmd to stop")
+    assert _amqp_answers(infra.amqp_url)
+
+    assert ensure_infra() == infra
+    assert _rabbitmqctl_reaches_node()
+    assert _rabbitmq_node_pids() == node  # re-registered, not restarted
+
+
+def test_node_the_cli_cannot_reach_is_restarted(
+    infra: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the node never registers again, ensure_infra restarts it rather than failing."""
+    _skip_if_not_disruptive()
+    node = _rabbitmq_node_pids()
+    real = infra_mod._cli_reaches_node
+    calls: list[str] = []
+
+    def unreachable_once() -> bool:
+        calls.append("ping")
+        return len(calls) > 1 and real()
+
+    monkeypatch.setattr(infra_mod, "_cli_reaches_node", unreachable_once)
+
+    assert ensure_infra() == infra
+    restarted = _rabbitmq_node_pids()
+    assert restarted
+    assert restarted != node
+    assert _amqp_answers(infra.amqp_url)
+    assert _rabbitmqctl_reaches_node()
+
+
 @pytest.fixture
 def stopped_servers(infra: Endpoints) -> None:
     """Stop all four servers the way a crash or an operator would."""
-    if os.environ.get("PANTHEON_SKIP_DISRUPTIVE", "") == "1":
-        pytest.skip("PANTHEON_SKIP_DISRUPTIVE=1: not stopping the shared system servers")
+    _skip_if_not_disruptive()
     run_dir = default_run_dir()
     _kill9_owned(infra_mod.mosquitto_paths(run_dir)["pid"])
     _kill9_owned(infra_mod.mongo_paths(run_dir)["pid"])
 
-    erl_env = {**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"}
+    erl_env = _ERL_ENV
     mariadb_pid = int(Path("/run/mysqld/mysqld.pid").read_text().strip())
     os.kill(mariadb_pid, signal.SIGTERM)
     subprocess.run(

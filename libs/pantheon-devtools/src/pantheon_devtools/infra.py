@@ -73,6 +73,8 @@ _MARIADB_START_TIMEOUT: Final = 60.0
 _MOSQUITTO_START_TIMEOUT: Final = 10.0
 _MONGO_START_TIMEOUT: Final = 30.0
 _STOP_TIMEOUT: Final = 10.0
+_RABBITMQ_STOP_TIMEOUT: Final = 60.0
+_RABBITMQ_REREGISTER_TIMEOUT: Final = 75.0  # RabbitMQ's epmd monitor checks once a minute
 
 
 class InfraError(RuntimeError):
@@ -355,11 +357,8 @@ def _owned_pid(pid_file: Path, marker: str) -> int | None:
         return None
     if pid <= 1 or not _pid_alive(pid):
         return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return None
-    return pid if marker.encode() in cmdline else None
+    cmdline = _cmdline(pid)
+    return pid if cmdline is not None and marker in cmdline else None
 
 
 # Owned processes started by this Python process: kept so they are reaped (no zombies) and
@@ -373,11 +372,11 @@ def _reap_children() -> None:
             del _CHILDREN[pid]
 
 
-def _terminate(pid: int, name: str) -> None:
-    """SIGTERM, wait, then SIGKILL."""
+def _terminate(pid: int, name: str, *, timeout: float = _STOP_TIMEOUT) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if _pid_alive(pid):
@@ -387,6 +386,15 @@ def _terminate(pid: int, name: str) -> None:
         deadline = time.monotonic() + _STOP_TIMEOUT
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid``, arguments joined by spaces; None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def _listener_pids(port: int) -> list[int]:
@@ -408,11 +416,8 @@ def _evict_other_harness(port: int, name: str, signature: Callable[[str], bool])
     on the port is left alone (the caller then reports the port as taken).
     """
     for pid in _listener_pids(port):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if signature(cmdline):
+        cmdline = _cmdline(pid)
+        if cmdline is not None and signature(cmdline):
             LOG.info(
                 "%s: stopping pid %d on port %d, left by another checkout's harness",
                 name,
@@ -579,7 +584,63 @@ def _rabbitmq_log_hint() -> str:
     return str(logs[-1]) if logs else str(_RABBITMQ_LOG_DIR)
 
 
+def _cli_reaches_node() -> bool:
+    """True when ``rabbitmqctl`` reaches the running node, waiting for it to re-register.
+
+    A node whose epmd died keeps serving AMQP, unregistered; once an epmd runs again, RabbitMQ's
+    epmd monitor re-registers the node within a minute. Until then no CLI command reaches it.
+    """
+    _ensure_epmd()
+    deadline = time.monotonic() + _RABBITMQ_REREGISTER_TIMEOUT
+    while True:
+        if _rabbitmqctl("ping", "-t", "5", check=False, timeout=30).returncode == 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        LOG.info("rabbitmq: node not registered with epmd yet; waiting for it")
+        time.sleep(3)
+
+
+def _is_rabbitmq_node(cmdline: str) -> bool:
+    return "beam" in cmdline and "rabbit" in cmdline
+
+
+def _restart_unreachable_node(ports: Ports) -> None:
+    """Stop a node that serves AMQP but that ``rabbitmqctl`` cannot reach, so it starts afresh.
+
+    This happens when epmd dies under a running node and the node does not register again with
+    the new one: it keeps serving AMQP, but no CLI command (users, vhosts, ``stop_app``) reaches
+    it, so a restart is the only cure.
+    """
+    hint = (
+        f"RabbitMQ answers on {HOST}:{ports.amqp} but `rabbitmqctl ping` cannot reach its node "
+        "(its epmd registration is lost)"
+    )
+    if not _is_root():
+        raise InfraError(
+            f"rabbitmq: {hint}; as root, stop the beam.smp process and run "
+            "`rabbitmq-server -detached`"
+        )
+    pids = []
+    for pid in _listener_pids(ports.amqp):
+        cmdline = _cmdline(pid)
+        if cmdline is not None and _is_rabbitmq_node(cmdline):
+            pids.append(pid)
+    if not pids:
+        raise InfraError(f"rabbitmq: {hint}, and no rabbitmq beam.smp process owns the port")
+    LOG.warning("rabbitmq: %s; restarting it", hint)
+    for pid in pids:
+        _terminate(pid, "rabbitmq", timeout=_RABBITMQ_STOP_TIMEOUT)
+    _wait_until(
+        lambda: not _port_open(ports.amqp),
+        _RABBITMQ_STOP_TIMEOUT,
+        lambda: f"rabbitmq: {HOST}:{ports.amqp} still answers after stopping the node",
+    )
+
+
 def _ensure_rabbitmq(ports: Ports, password: str, install: bool) -> None:
+    if _port_open(ports.amqp) and not _cli_reaches_node():
+        _restart_unreachable_node(ports)
     if _port_open(ports.amqp) and _management_status(ports, password) == 200:
         LOG.info(
             "rabbitmq: running on %s:%d (management %s:%d)",
