@@ -90,8 +90,26 @@ class FarmPorts:
 
     @classmethod
     def block(cls, first: int, printer_port_base: int) -> FarmPorts:
-        """Seven ports from ``first`` on."""
+        """Six service ports from ``first`` on; printer <id> on ``printer_port_base + id``.
+
+        Every port must lie outside the kernel's ephemeral range: there, any client connection
+        of the test process (a pooled MongoDB or MariaDB connection lives for the whole run)
+        may hold the port, and the farm cannot bind it.
+        """
+        low, high = ephemeral_port_range()
+        for port in (first, first + 5, printer_port_base, printer_port_base + 99):
+            if low <= port <= high:
+                raise ValueError(f"port {port} is in the ephemeral range {low}-{high}")
         return cls(first, first + 1, first + 2, first + 3, first + 4, first + 5, printer_port_base)
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux default 32768-60999)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 32768, 60999
+    return int(low), int(high)
 
 
 # ----------------------------------------------------------------------------- small helpers

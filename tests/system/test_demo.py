@@ -13,7 +13,7 @@ from pantheon_devtools import demo
 
 from .conftest import FarmFactory, FarmPorts
 
-PORTS = FarmPorts.block(37600, printer_port_base=62000)
+PORTS = FarmPorts.block(26600, printer_port_base=62000)
 
 
 def test_demo_queues_work_that_the_farm_prints(

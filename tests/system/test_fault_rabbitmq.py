@@ -25,7 +25,7 @@ from .conftest import Farm, FarmFactory, FarmPorts, package_and_jobs, wait_until
 pytestmark = pytest.mark.broker_restart
 
 PRINTERS = [33, 34]
-PORTS = FarmPorts.block(37400, printer_port_base=60000)
+PORTS = FarmPorts.block(26400, printer_port_base=24000)
 ENV = {"TAKE_TIMEOUT_S": "20", "REPLACE_TIMEOUT_S": "20", "DISPATCH_RETRY_S": "2"}
 
 

@@ -28,7 +28,7 @@ from pantheon_devtools.infra import Endpoints, default_run_dir, ensure_infra, mo
 from .conftest import Farm, FarmPorts, package_and_jobs, pid_listening, running_farm
 
 PRINTERS = [31, 32]
-PORTS = FarmPorts.block(37500, printer_port_base=61000)
+PORTS = FarmPorts.block(26500, printer_port_base=63000)
 # A robot job lost with the broker is held after this long instead of the default 300 s.
 ENV = {
     "TAKE_TIMEOUT_S": "15",

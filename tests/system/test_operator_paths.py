@@ -20,7 +20,7 @@ from pantheon_contracts.names import ROBOT_JOB_TOPIC, ROBOT_STATUS_TOPIC
 
 from .conftest import Farm, FarmFactory, FarmPorts, gcode_package, seed_job
 
-PORTS = FarmPorts.block(37300, printer_port_base=59000)
+PORTS = FarmPorts.block(26300, printer_port_base=23000)
 FOREIGN_OBJECTS = 0x0500806E  # bambu-sim: a print refused on a missing or used plate
 # printer-service waits this long after a failed start before it claims again (default 15 s)
 ENV = {"DISPATCH_RETRY_S": "1"}

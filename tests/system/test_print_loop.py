@@ -15,7 +15,7 @@ import signal
 from .conftest import FarmFactory, FarmPorts, gcode_package, http_ok, pid_listening
 from .conftest import stop_farm_with_ctrl_c as ctrl_c
 
-PORTS = FarmPorts.block(37100, printer_port_base=57000)
+PORTS = FarmPorts.block(26100, printer_port_base=21000)
 
 
 def test_native_farm_prints_swaps_restarts_and_stops_cleanly(start_farm: FarmFactory) -> None:

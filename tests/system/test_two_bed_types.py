@@ -23,7 +23,7 @@ from pantheon_devtools.infra import Endpoints
 from .conftest import Farm, FarmPorts, package_and_jobs, running_farm
 
 PRINTERS = [21, 22, 23, 24]
-PORTS = FarmPorts.block(37200, printer_port_base=58000)
+PORTS = FarmPorts.block(26200, printer_port_base=22000)
 BED_TYPES = ["textured_pei", "smooth_pei"]
 FOREIGN_OBJECTS = 0x0500806E  # bambu-sim's refusal of a print on a missing or used plate
 BUSY = 0x05004004  # bambu-sim's refusal of a print while printing
