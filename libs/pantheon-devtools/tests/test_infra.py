@@ -510,8 +510,7 @@ def stopped_servers(infra: Endpoints) -> None:
     _kill9_owned(infra_mod.mongo_paths(run_dir)["pid"])
 
     erl_env = _ERL_ENV
-    mariadb_pid = int(Path("/run/mysqld/mysqld.pid").read_text().strip())
-    os.kill(mariadb_pid, signal.SIGTERM)
+    infra_mod.stop_mariadb()
     subprocess.run(
         ["rabbitmqctl", "stop"],
         check=True,
@@ -519,7 +518,6 @@ def stopped_servers(infra: Endpoints) -> None:
         timeout=60,
         env=erl_env,
     )
-    _poll(lambda: _pid_gone(mariadb_pid) and _port_closed(3306), 30, "mariadb to stop")
     _poll(lambda: _port_closed(5672) and _port_closed(15672), 30, "rabbitmq to stop")
 
     # As on a fresh machine: no epmd either (the harness must start it on loopback itself).

@@ -8,8 +8,10 @@ from printer_utilization.domain.report import (
     Grouping,
     Usage,
     build_report,
+    day_spans,
     finalize,
     make_buckets,
+    whole_days,
 )
 from printer_utilization.domain.states import REPORT_STATES
 from printer_utilization.domain.states import UtilState as U
@@ -83,3 +85,29 @@ def test_farm_is_the_sum_of_printers_and_missing_printers_are_offline() -> None:
     assert report.farm_total.filament_g == 30.0
     for row in (*report.farm, report.farm_total, *p11.buckets, *p12.buckets):
         assert sum(row.percent.values()) == pytest.approx(100)
+
+
+def test_day_spans_split_at_utc_midnights() -> None:
+    start = D + timedelta(hours=22)
+    spans = list(day_spans(start, start + timedelta(hours=27)))
+    assert spans == [
+        (D.date(), 2 * H),
+        ((D + timedelta(days=1)).date(), 24 * H),
+        ((D + timedelta(days=2)).date(), 1 * H),
+    ]
+    assert list(day_spans(start, start)) == []
+    naive = D.replace(tzinfo=None)
+    assert list(day_spans(naive, naive + timedelta(hours=24))) == [(D.date(), 24 * H)]
+
+
+def test_whole_days_inside_a_range() -> None:
+    day = timedelta(days=1)
+    assert whole_days(D, D + 3 * day) == (D, D + 3 * day)
+    assert whole_days(D + timedelta(hours=6), D + 3 * day + timedelta(hours=1)) == (
+        D + day,
+        D + 3 * day,
+    )
+    # No whole day inside: nothing from the daily totals.
+    lo = D + timedelta(hours=6)
+    assert whole_days(lo, D + day + timedelta(hours=5)) == (lo, lo)
+    assert whole_days(D, D + timedelta(hours=5)) == (D, D)

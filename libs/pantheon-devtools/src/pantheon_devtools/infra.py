@@ -803,6 +803,30 @@ def _ensure_mariadb(ports: Ports, password: str, install: bool) -> None:
             )
 
 
+def stop_mariadb(ports: Ports | None = None) -> None:
+    """Stop the system MariaDB the way an operator or a crash would (for outage tests).
+
+    SIGTERM to the server listening on the MySQL port, then wait until the port is closed.
+    `ensure_infra` starts it again.
+    """
+    ports = ports or Ports.from_env()
+    pids = [
+        pid
+        for pid in _listener_pids(ports.mysql)
+        if "mariadbd" in (_cmdline(pid) or "") or "mysqld" in (_cmdline(pid) or "")
+    ]
+    if not pids:
+        raise InfraError(f"mariadb: no mariadbd listens on {HOST}:{ports.mysql}")
+    for pid in pids:
+        _terminate(pid, "mariadb", timeout=_MARIADB_START_TIMEOUT)
+    _wait_until(
+        lambda: not _port_open(ports.mysql),
+        _STOP_TIMEOUT,
+        lambda: f"mariadb: {HOST}:{ports.mysql} still answers after stopping the server",
+    )
+    LOG.info("mariadb: stopped pid %s", ", ".join(map(str, pids)))
+
+
 def _start_mariadb(ports: Ports, install: bool) -> None:
     if not _MARIADBD.exists():
         _Apt.install("mariadb", ["mariadb-server", "mariadb-client"], install)

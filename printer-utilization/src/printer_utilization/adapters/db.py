@@ -7,6 +7,9 @@ Times are stored as naive UTC ``DATETIME(6)``; the adapters convert at the edge.
   it (reports count an open interval up to there, a restart closes a stale one there).
   Unique ``(printer_id, started_at)`` makes opening idempotent.
 - ``print_jobs``: one row per physical print, keyed by ``print_id`` (printer-service's id).
+- ``daily_state_seconds``: seconds of **closed** intervals per UTC day, printer and state,
+  added in the transaction that closes an interval. Reports read whole days from it and only
+  the open intervals and the partial days at the edges of a range from ``state_intervals``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     Engine,
     Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -60,6 +65,16 @@ print_jobs = Table(
     Column("filament_g", Float, nullable=True),
     Index("ix_print_jobs_printer_started", "printer_id", "started_at"),
     Index("ix_print_jobs_ended", "ended_at", "printer_id", "result", "filament_g"),
+)
+
+daily_state_seconds = Table(
+    "daily_state_seconds",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("printer_id", Integer, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("seconds", Float(precision=53), nullable=False),
+    PrimaryKeyConstraint("day", "printer_id", "state", name="pk_daily_state_seconds"),
 )
 
 

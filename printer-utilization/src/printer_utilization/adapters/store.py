@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
@@ -13,7 +13,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pantheon_common.errors import PantheonError, StoreUnavailable
-from printer_utilization.adapters.db import from_db, print_jobs, state_intervals, to_db
+from printer_utilization.adapters.db import (
+    daily_state_seconds,
+    from_db,
+    print_jobs,
+    state_intervals,
+    to_db,
+)
 from printer_utilization.domain.intervals import (
     Event,
     IntervalClosed,
@@ -22,7 +28,7 @@ from printer_utilization.domain.intervals import (
     OpenInterval,
     PrintObserved,
 )
-from printer_utilization.domain.report import DAY_S, Buckets, Usage
+from printer_utilization.domain.report import DAY_S, Buckets, Usage, day_spans, whole_days
 from printer_utilization.domain.states import UtilState
 
 
@@ -64,40 +70,8 @@ def _map_error(err: SQLAlchemyError) -> PantheonError:
     return StoreRejected(f"MySQL rejected the write: {err}")
 
 
-_END = "COALESCE(ended_at, last_seen_at)"
-_DURATION_US = f"TIMESTAMPDIFF(MICROSECOND, started_at, {_END})"
-# The first two conditions let MySQL range-scan ix_intervals_started (index only).
-_OVERLAPS = f"started_at < :hi AND (ended_at IS NULL OR ended_at > :lo) AND {_END} > :lo"
 # Day and week buckets start at UTC midnight: integer day numbers are the cheapest bucket key.
 _DAY_BUCKET = "((TO_DAYS({col}) - TO_DAYS(:origin)) DIV :step_days)"
-# Seconds as DOUBLE: DECIMAL sums cost more to decode than the query costs to run.
-_STATE_SUMS = ", ".join(
-    f"CAST(SUM(IF(state = '{state.value}', {_DURATION_US}, 0)) AS DOUBLE) / 1e6"
-    for state in UtilState
-)
-
-
-@dataclass(frozen=True)
-class _BucketSql:
-    """SQL fragments that put a row in a bucket for one kind of grouping."""
-
-    start_key: str
-    """Bucket of ``started_at``."""
-    contained: str
-    """The interval lies inside the range and inside one bucket."""
-    print_key: str
-    """Bucket of a print's ``ended_at``."""
-
-
-def _bucket_sql(buckets: Buckets) -> _BucketSql:
-    inside = f"started_at >= :lo AND {_END} <= :hi"
-    if len(buckets.items) == 1:
-        return _BucketSql("0", inside, "0")
-    start_key = _DAY_BUCKET.format(col="started_at")
-    end_key = _DAY_BUCKET.format(col=f"({_END} - INTERVAL 1 MICROSECOND)")
-    return _BucketSql(
-        start_key, f"{inside} AND {start_key} = {end_key}", _DAY_BUCKET.format(col="ended_at")
-    )
 
 
 class MysqlStore:
@@ -166,62 +140,98 @@ class MysqlStore:
     def usage(
         self, buckets: Buckets, printer_ids: Sequence[int] | None
     ) -> dict[tuple[int, int], Usage]:
-        """Seconds per state, prints and filament per ``(printer_id, bucket index)``."""
+        """Seconds per state, prints and filament per ``(printer_id, bucket index)``.
+
+        Whole days come from ``daily_state_seconds``; open intervals and the partial days at
+        the edges of the range from ``state_intervals``. One connection, one snapshot.
+        """
         if len(buckets.items) > 1 and buckets.step_s % DAY_S:
             raise ValueError("multi-bucket reports need whole-day buckets")
+        first, last = whole_days(buckets.start, buckets.end)
         params: dict[str, Any] = {
             "origin": to_db(buckets.origin),
             "step_days": max(1, int(buckets.step_s // DAY_S)),
             "lo": to_db(buckets.start),
             "hi": to_db(buckets.end),
+            "first": to_db(first),
+            "last": to_db(last),
+            "first_day": to_db(first).date(),
+            "last_day": to_db(last).date(),
         }
         where_printer = ""
         if printer_ids is not None:
             params["ids"] = list(printer_ids) or [-1]
             where_printer = " AND printer_id IN :ids"
-        sql = _bucket_sql(buckets)
+        single = len(buckets.items) == 1
+        day_key = "0" if single else _DAY_BUCKET.format(col="day")
+        print_key = "0" if single else _DAY_BUCKET.format(col="ended_at")
         # Constant SQL fragments only; every value is a bound parameter.
-        contained = text(
-            f"SELECT printer_id, {sql.start_key} AS k, {_STATE_SUMS} "  # noqa: S608
-            f"FROM state_intervals WHERE {_OVERLAPS} AND {sql.contained}{where_printer} "
-            "GROUP BY printer_id, k"
+        daily = text(
+            f"SELECT printer_id, {day_key} AS k, state, SUM(seconds) "  # noqa: S608
+            "FROM daily_state_seconds WHERE day >= :first_day AND day < :last_day"
+            f"{where_printer} GROUP BY printer_id, k, state"
         )
-        spanning = text(
-            "SELECT printer_id, state, "  # noqa: S608
-            "TIMESTAMPDIFF(MICROSECOND, :origin, started_at), "
-            f"TIMESTAMPDIFF(MICROSECOND, :origin, {_END}) "
-            f"FROM state_intervals WHERE {_OVERLAPS} AND NOT ({sql.contained}){where_printer}"
-        )
+        columns = "SELECT printer_id, state, started_at, COALESCE(ended_at, last_seen_at) "
+        pieces = [
+            # Open intervals, anywhere in the range (the daily totals hold closed ones only).
+            (
+                text(
+                    f"{columns}FROM state_intervals WHERE ended_at IS NULL "
+                    f"AND started_at < :hi AND last_seen_at > :lo{where_printer}"
+                ),
+                buckets.start,
+                buckets.end,
+            ),
+            # Closed intervals on the partial days before and after the whole days.
+            (
+                text(
+                    f"{columns}FROM state_intervals "
+                    f"WHERE ended_at > :lo AND started_at < :first{where_printer}"
+                ),
+                buckets.start,
+                first,
+            ),
+            (
+                text(
+                    f"{columns}FROM state_intervals "
+                    f"WHERE ended_at > :last AND started_at < :hi{where_printer}"
+                ),
+                last,
+                buckets.end,
+            ),
+        ]
         prints = text(
-            f"SELECT printer_id, {sql.print_key} AS k, result, COUNT(*), "  # noqa: S608
+            f"SELECT printer_id, {print_key} AS k, result, COUNT(*), "  # noqa: S608
             "SUM(COALESCE(filament_g, 0)) FROM print_jobs "
             f"WHERE ended_at >= :lo AND ended_at < :hi{where_printer} "
             "GROUP BY printer_id, k, result"
         )
         if printer_ids is not None:
-            contained = contained.bindparams(bindparam("ids", expanding=True))
-            spanning = spanning.bindparams(bindparam("ids", expanding=True))
+            daily = daily.bindparams(bindparam("ids", expanding=True))
             prints = prints.bindparams(bindparam("ids", expanding=True))
+            pieces = [(q.bindparams(bindparam("ids", expanding=True)), a, b) for q, a, b in pieces]
         out: dict[tuple[int, int], Usage] = {}
 
         def at(printer_id: int, k: int) -> Usage:
             return out.setdefault((printer_id, k), Usage())
 
+        def add(printer_id: int, k: int, state: str, seconds: float) -> None:
+            if state in UtilState.__members__.values() and seconds:
+                at(printer_id, k).add_seconds(UtilState(state), seconds)
+
         try:
             with self._engine.connect() as conn:
-                for printer_id, k, *per_state in conn.execute(contained, params):
-                    usage = at(int(printer_id), int(k))
-                    for state, seconds in zip(UtilState, per_state, strict=True):
-                        if seconds:
-                            usage.add_seconds(state, float(seconds))
-                origin = buckets.origin
-                for printer_id, state, start_us, end_us in conn.execute(spanning, params):
-                    if state not in UtilState.__members__.values():
+                if first < last:
+                    for printer_id, k, state, seconds in conn.execute(daily, params):
+                        add(int(printer_id), int(k), state, float(seconds))
+                for query, clip_lo, clip_hi in pieces:
+                    if clip_hi <= clip_lo:
                         continue
-                    started = origin + timedelta(microseconds=int(start_us))
-                    ended = origin + timedelta(microseconds=int(end_us))
-                    for k, seconds in buckets.split(started, ended):
-                        at(int(printer_id), k).add_seconds(UtilState(state), seconds)
+                    for printer_id, state, started_at, ended_at in conn.execute(query, params):
+                        started = max(from_db(started_at), clip_lo)
+                        ended = min(from_db(ended_at), clip_hi)
+                        for k, seconds in buckets.split(started, ended):
+                            add(int(printer_id), k, state, seconds)
                 for printer_id, k, result, count, grams in conn.execute(prints, params):
                     usage = at(int(printer_id), int(k))
                     if result == "finished":
@@ -321,11 +331,13 @@ def _apply(conn: Connection, event: Event) -> None:
         start = to_db(event.started_at)
         # At most one open interval per printer: one left open by a run that could not read
         # the database at start is closed where it was last seen (never after the new start).
-        conn.execute(
-            update(state_intervals)
+        stale = conn.execute(
+            select(c.state, c.started_at, c.last_seen_at)
             .where(c.printer_id == event.printer_id, c.ended_at.is_(None), c.started_at < start)
-            .values(ended_at=func.least(c.last_seen_at, start))
-        )
+            .with_for_update()
+        ).all()
+        for state, started_at, last_seen_at in stale:
+            _close(conn, event.printer_id, state, started_at, min(last_seen_at, start))
         stmt = insert(state_intervals).values(
             printer_id=event.printer_id,
             state=event.state.value,
@@ -335,16 +347,18 @@ def _apply(conn: Connection, event: Event) -> None:
         )
         conn.execute(stmt.on_duplicate_key_update(printer_id=stmt.inserted.printer_id))
     elif isinstance(event, IntervalClosed):
-        end = to_db(event.ended_at)
-        conn.execute(
-            update(state_intervals)
+        started_at = to_db(event.started_at)
+        state = conn.execute(
+            select(c.state)
             .where(
                 c.printer_id == event.printer_id,
-                c.started_at == to_db(event.started_at),
+                c.started_at == started_at,
                 c.ended_at.is_(None),
             )
-            .values(ended_at=end, last_seen_at=func.greatest(c.last_seen_at, end))
-        )
+            .with_for_update()
+        ).scalar_one_or_none()
+        if state is not None:  # else already closed: applying the event again changes nothing
+            _close(conn, event.printer_id, state, started_at, to_db(event.ended_at))
     elif isinstance(event, IntervalSeen):
         conn.execute(
             update(state_intervals)
@@ -357,6 +371,33 @@ def _apply(conn: Connection, event: Event) -> None:
         )
     else:
         _upsert_print(conn, event)
+
+
+def _close(
+    conn: Connection, printer_id: int, state: str, started_at: datetime, end: datetime
+) -> None:
+    """Close the open interval ``(printer_id, started_at)`` at ``end`` and add it to the days.
+
+    The caller holds the row locked and saw it open, so the daily totals get it exactly once.
+    """
+    c = state_intervals.c
+    conn.execute(
+        update(state_intervals)
+        .where(c.printer_id == printer_id, c.started_at == started_at, c.ended_at.is_(None))
+        .values(ended_at=end, last_seen_at=func.greatest(c.last_seen_at, end))
+    )
+    rows = [
+        {"day": day, "printer_id": printer_id, "state": state, "seconds": seconds}
+        for day, seconds in day_spans(started_at, end)
+    ]
+    if rows:
+        stmt = insert(daily_state_seconds)
+        conn.execute(
+            stmt.on_duplicate_key_update(
+                seconds=daily_state_seconds.c.seconds + stmt.inserted.seconds
+            ),
+            rows,
+        )
 
 
 def _upsert_print(conn: Connection, event: PrintObserved) -> None:

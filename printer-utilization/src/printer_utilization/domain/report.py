@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from printer_utilization.domain.states import REPORT_STATES, UtilState
@@ -64,6 +64,30 @@ class Buckets:
             overlap = (min(hi, bucket.end) - max(lo, bucket.start)).total_seconds()
             if overlap > 0:
                 yield k, overlap
+
+
+def _next_midnight(at: datetime) -> datetime:
+    return datetime.combine(at.date() + timedelta(days=1), time(), tzinfo=at.tzinfo)
+
+
+def day_spans(start: datetime, end: datetime) -> Iterator[tuple[date, float]]:
+    """Seconds of ``[start, end)`` on each UTC day it touches (naive UTC or aware UTC)."""
+    at = start
+    while at < end:
+        stop = min(end, _next_midnight(at))
+        yield at.date(), (stop - at).total_seconds()
+        at = stop
+
+
+def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The widest ``[first, last)`` of whole UTC days inside ``[start, end)``.
+
+    ``(start, start)`` when the range holds no whole day: then nothing comes from daily totals.
+    """
+    midnight = datetime.combine(start.date(), time(), tzinfo=start.tzinfo)
+    first = midnight if midnight == start else _next_midnight(start)
+    last = datetime.combine(end.date(), time(), tzinfo=end.tzinfo)
+    return (first, last) if first < last else (start, start)
 
 
 def make_buckets(start: datetime, end: datetime, grouping: Grouping) -> Buckets:
