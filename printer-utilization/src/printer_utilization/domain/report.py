@@ -129,8 +129,9 @@ class Usage:
 
     def merge(self, other: Usage) -> None:
         """Add everything ``other`` counted."""
+        mine = self.seconds
         for state, seconds in other.seconds.items():
-            self.add_seconds(state, seconds)
+            mine[state] = mine.get(state, 0.0) + seconds
         self.prints_finished += other.prints_finished
         self.prints_failed += other.prints_failed
         self.filament_g += other.filament_g
