@@ -93,11 +93,13 @@ def _packed(grouped: str, values: int) -> str:
     )
 
 
-def _unpack(rows: Iterable[Any]) -> Iterator[tuple[int, int, list[float]]]:
+def _unpack(rows: Iterable[Any], values: int) -> Iterator[tuple[int, int, list[float]]]:
     """``(printer_id, bucket, numbers)`` from the rows of a `_packed` query."""
     for printer_id, packed in rows:
         for item in str(packed).split(";"):
             k, *numbers = item.split(",")
+            if len(numbers) != values:  # never silently short: GROUP_CONCAT truncates
+                raise StoreRejected(f"packed report row of printer {printer_id} is cut short")
             yield int(printer_id), int(k), [float(n) for n in numbers]
 
 
@@ -257,7 +259,9 @@ class MysqlStore:
             with self._engine.connect() as conn:
                 conn.execute(text(f"SET SESSION group_concat_max_len = {_PACKED_MAX_LEN}"))
                 if first < last:
-                    for printer_id, k, per_state in _unpack(conn.execute(daily, params)):
+                    for printer_id, k, per_state in _unpack(
+                        conn.execute(daily, params), len(UtilState)
+                    ):
                         usage = at(printer_id, k)
                         for state, seconds in zip(UtilState, per_state, strict=True):
                             if seconds:
@@ -271,7 +275,7 @@ class MysqlStore:
                         for k, seconds in buckets.split(started, ended):
                             add(int(printer_id), k, state, seconds)
                 for printer_id, k, (finished, failed, grams) in _unpack(
-                    conn.execute(prints, params)
+                    conn.execute(prints, params), 3
                 ):
                     usage = at(printer_id, k)
                     usage.prints_finished += int(finished)
