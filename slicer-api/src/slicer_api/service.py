@@ -218,7 +218,8 @@ class SlicerService:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Start the workers and the expiry loop."""
+        """Start the model parser, the workers and the expiry loop."""
+        await asyncio.to_thread(self.prober.start)
         for index in range(self._workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"slicer-worker-{index}"))
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="slicer-expiry"))

@@ -1,11 +1,11 @@
 """Reads and measures an uploaded model in a separate, resource-limited process.
 
 A small helper process (the "zygote", ``python -m slicer_api.adapters.mesh_probe``) imports
-numpy and the readers once; for each model it forks a child that sets its own limits
-(limits.py) and then reads the untrusted bytes. A probe therefore costs a fork (milliseconds),
-not an interpreter start, while a hostile file only ever hurts a child with its own
-address-space and CPU limits and a wall-clock timeout. The child also writes the normalised
-binary STL the engine slices. (multiprocessing's forkserver was tried: on Python 3.11 it
+numpy and the readers once and runs them on a built-in cube; for each model it forks a child
+that sets its own limits (limits.py) and then reads the untrusted bytes. A probe therefore costs
+a fork (milliseconds), not an interpreter start, while a hostile file only ever hurts a child
+with its own address-space and CPU limits and a wall-clock timeout. The child also writes the
+normalised binary STL the engine slices. (multiprocessing's forkserver was tried: on Python 3.11 it
 re-imports the main module in every child, 0.3-0.5 s per probe.)
 """
 
@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -72,6 +73,11 @@ class MeshProber:
                 start_new_session=True,
             )
         return self._process
+
+    def start(self) -> None:
+        """Start the zygote now, so the first model does not wait for its imports."""
+        with self._lock:
+            self._zygote()
 
     def probe_blocking(self, request: ProbeRequest, timeout_s: float) -> MeshStats:
         """Read ``request.source`` in a limited child; InvalidModel/UnsafeArchive on failure."""
@@ -202,13 +208,32 @@ def _serve_one(request: dict[str, Any]) -> tuple[str, Any]:
     return result
 
 
+def _warm_up() -> None:
+    """Run the read-measure-write path once on a built-in cube, in the zygote itself.
+
+    numpy loads parts of itself on first use (``numpy.unique`` imports ``numpy.ma``: ~80 ms);
+    done here once, every forked child inherits them instead of paying it per probe.
+    """
+    import numpy as np
+
+    from slicer_api.adapters.mesh_readers import read_mesh, write_binary_stl
+    from slicer_api.domain.mesh import measure
+
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float64)
+    faces = np.array(
+        [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+         [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]],
+        np.int64,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mesh-probe-warm-") as folder:
+        path = Path(folder) / "cube.stl"
+        write_binary_stl(path, corners, faces)
+        measure(*read_mesh(path, "stl", ZipLimits(1 << 20, 100)))
+
+
 def zygote_main() -> None:
     """Serve requests, one JSON line each on stdin, answers on stdout, until stdin closes."""
-    import numpy  # noqa: F401 - imported once here, shared by every forked child
-
-    import slicer_api.adapters.mesh_readers
-    import slicer_api.domain.mesh  # noqa: F401
-
+    _warm_up()
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         if not line.strip():
