@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from slicer_api import testing as models
+from slicer_api.adapters import package
 from slicer_api.adapters.mesh_readers import ArchiveRefused, ZipLimits, check_archive, read_stl
 from slicer_api.adapters.profiles import load_catalog
 from slicer_api.api.deps import key_matches
@@ -158,3 +159,32 @@ def test_archive_limits() -> None:
     with pytest.raises(ArchiveRefused, match="inflate"):
         check_archive(bomb, ZipLimits(1_000_000, 10_000))
     check_archive(_zip({"3D/3dmodel.model": b"<model/>"}), ZipLimits(10**6, 100))
+
+
+def _engine_like_gcode(layers: int) -> bytes:
+    lines = [";TYPE:Custom", "G28"]
+    for n in range(1, layers + 1):
+        lines += [";LAYER_CHANGE", f";Z:{n * 0.2:.1f}", ";HEIGHT:0.2", "G1 X10 Y10 E1"]
+    lines += [
+        "; filament used [mm] = 1256.47",
+        "; filament used [cm3] = 3.02",
+        "; filament used [g] = 3.75",
+        "; total filament used [g] = 3.75",
+        "; estimated printing time (normal mode) = 8m 28s",
+        "; prusaslicer_config = begin",
+        "; layer_height = 0.2",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1024 * 1024])
+def test_gcode_scan_finds_layers_height_and_footer_across_block_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    path = tmp_path / "engine.gcode"
+    path.write_bytes(_engine_like_gcode(100))
+    monkeypatch.setattr(package, "_CHUNK", chunk)
+    figures = package.scan_gcode(path)
+    assert (figures.layers, figures.max_z_mm) == (100, 20.0)
+    assert (figures.print_time_s, figures.grams, figures.filament_mm) == (508, 3.75, 1256.47)
+    assert figures.filament_cm3 == 3.02

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,55 @@ def test_pantheon_client_unreachable_is_an_error(tmp_path: Path) -> None:
     client = PantheonClient("http://127.0.0.1:9", "key", 2)
     with pytest.raises(PantheonApiError, match="job failed"):
         asyncio.run(client.create_job({"file": "x"}))
+
+
+def test_parser_timeout_kills_the_child_and_the_next_model_is_served(tmp_path: Path) -> None:
+    knot = tmp_path / "knot.stl"
+    knot.write_bytes(models.stl_binary(models.knot_tube()))
+    cube = tmp_path / "cube.stl"
+    cube.write_bytes(models.stl_binary(models.box((20, 20, 20))))
+
+    def request(source: Path) -> ProbeRequest:
+        return ProbeRequest(
+            source,
+            "stl",
+            tmp_path / "model.stl",
+            ZipLimits(10**8, 100),
+            ProcessLimits(2048, 10),
+            10**6,
+        )
+
+    prober = MeshProber()
+    try:
+        with pytest.raises(InvalidModel, match="longer than"):
+            prober.probe_blocking(request(knot), timeout_s=0.005)
+        for _ in range(5):  # each model gets a fresh child, forked ahead of time
+            assert prober.probe_blocking(request(cube), 30).triangles == 12
+        zygote = prober._process
+        assert zygote is not None
+        children_file = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
+        deadline = time.monotonic() + 5  # the zygote reaps and forks right after answering
+        while len(children_file.read_text().split()) != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Only the spare waiting for the next model: every used child was collected.
+        assert len(children_file.read_text().split()) == 1
+    finally:
+        prober.close()
+
+
+@pytest.mark.parametrize("with_prlimit", [True, False])
+def test_the_engine_process_runs_with_the_limits(
+    engine_binary: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_prlimit: bool
+) -> None:
+    """prlimit (vfork, cheap) where it exists, else a preexec_fn: the same limits either way."""
+    if not with_prlimit:
+        monkeypatch.setattr("slicer_api.adapters.limits.shutil.which", lambda _: None)
+    engine = _engine(engine_binary, memory_mb=512, cpu_s=42)
+    run = asyncio.run(
+        engine.run(["/bin/sh", "-c", "cat /proc/self/limits >&2"], tmp_path, timeout_s=30)
+    )
+    assert run.returncode == 0, run.stderr
+    limits = {line[:26].strip(): line[26:].split()[:2] for line in run.stderr.splitlines()[1:]}
+    assert limits["Max address space"] == [str(512 * 1024 * 1024)] * 2
+    assert limits["Max cpu time"] == ["42", "47"]
+    assert limits["Max core file size"] == ["0", "0"]

@@ -175,15 +175,17 @@ class Engine:
         }
         loop = asyncio.get_running_loop()
         started = loop.time()
+        prefix = self.limits.prlimit_prefix()
         try:
             process = await asyncio.create_subprocess_exec(
+                *(prefix or []),
                 *args,
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                preexec_fn=self.limits.preexec(),
+                preexec_fn=None if prefix else self.limits.preexec(),
                 start_new_session=True,
             )
         except OSError as err:

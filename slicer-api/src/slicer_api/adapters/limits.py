@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,3 +27,23 @@ class ProcessLimits:
     def preexec(self) -> Callable[[], None]:
         """For ``subprocess``'s ``preexec_fn`` (runs in the child between fork and exec)."""
         return self.apply
+
+    def prlimit_prefix(self) -> list[str] | None:
+        """``prlimit`` (util-linux) arguments that set the same limits, then exec the command;
+        None where there is no ``prlimit``.
+
+        A ``preexec_fn`` makes Python fork the whole (large) service process, and the child
+        touches its copy-on-write pages before exec: ~20 ms for a 150 MB service. Without
+        one, Python starts the child with vfork, and ``prlimit`` sets the limits itself.
+        """
+        binary = shutil.which("prlimit")
+        if binary is None:
+            return None
+        memory = self.memory_mb * 1024 * 1024
+        return [
+            binary,
+            f"--as={memory}:{memory}",
+            f"--cpu={self.cpu_s}:{self.cpu_s + 5}",
+            "--core=0:0",
+            "--",
+        ]

@@ -2,16 +2,18 @@
 
 A small helper process (the "zygote", ``python -m slicer_api.adapters.mesh_probe``) imports
 numpy and the readers once and runs them on a built-in cube; for each model it forks a child
-that sets its own limits (limits.py) and then reads the untrusted bytes. A probe therefore costs
-a fork (milliseconds), not an interpreter start, while a hostile file only ever hurts a child
-with its own address-space and CPU limits and a wall-clock timeout. The child also writes the
-normalised binary STL the engine slices. (multiprocessing's forkserver was tried: on Python 3.11 it
+that sets its own limits (limits.py) and then reads the untrusted bytes. The child for the next
+model is forked as soon as the last one is answered and waits for its request, so a probe costs
+neither an interpreter start nor a fork, while a hostile file only ever hurts a child with its
+own address-space and CPU limits and a wall-clock timeout. The child also writes the normalised
+binary STL the engine slices. (multiprocessing's forkserver was tried: on Python 3.11 it
 re-imports the main module in every child, 0.3-0.5 s per probe.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -161,26 +163,52 @@ def _run_child(request: dict[str, Any]) -> tuple[str, Any]:
         return "invalid", "the model needs more memory than the parser may use"
 
 
-def _serve_one(request: dict[str, Any]) -> tuple[str, Any]:
-    read_fd, write_fd = os.pipe()
+@dataclass
+class _Spare:
+    """A child forked ahead of time, waiting for its one request (the fork is off the clock)."""
+
+    pid: int
+    request_fd: int
+    result_fd: int
+
+
+def _fork_spare() -> _Spare:
+    request_r, request_w = os.pipe()
+    result_r, result_w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: limits first, then the untrusted bytes
-        os.close(read_fd)
+    if pid == 0:  # the child: wait for the request, limits first, then the untrusted bytes
+        os.close(request_w)
+        os.close(result_r)
         code = 0
         try:
+            with os.fdopen(request_r, "rb") as incoming:
+                request = json.loads(incoming.read())  # EOF: the zygote wrote it, or died
             ProcessLimits(*request["limits"]).apply()
             outcome = _run_child(request)
-            os.write(write_fd, json.dumps(outcome).encode())
+            # One line: the zygote answers as soon as it has it, not when this process is gone.
+            os.write(result_w, json.dumps(outcome).encode() + b"\n")
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    os.close(write_fd)
+    os.close(request_r)
+    os.close(result_w)
+    return _Spare(pid, request_w, result_r)
+
+
+def _serve_one(request: dict[str, Any], spare: _Spare) -> tuple[str, Any]:
+    """Hand ``request`` to ``spare`` and collect its answer within the request's timeout.
+
+    A complete answer is returned at once (the child is reaped later by `_reap`); without
+    one, the child is killed (timeout) or has died (limits), and the reason says which.
+    """
+    with os.fdopen(spare.request_fd, "wb") as outgoing:
+        outgoing.write(json.dumps(request).encode())
     deadline = time.monotonic() + float(request["timeout_s"])
-    chunks: list[bytes] = []
+    received = b""
     timed_out = False
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-        while True:
+    with os.fdopen(spare.result_fd, "rb", buffering=0) as pipe:
+        while not received.endswith(b"\n"):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
@@ -191,21 +219,35 @@ def _serve_one(request: dict[str, Any]) -> tuple[str, Any]:
             chunk = pipe.read(65536)
             if not chunk:
                 break
-            chunks.append(chunk)
+            received += chunk
+    if received.endswith(b"\n"):
+        result: tuple[str, Any] = tuple(json.loads(received))
+        return result
     if timed_out:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+        os.kill(spare.pid, signal.SIGKILL)
+    _, status = os.waitpid(spare.pid, 0)
     if timed_out:
         return "invalid", f"reading the model took longer than {request['timeout_s']:g} s"
-    if not chunks:
-        how = (
-            f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-            if os.WIFSIGNALED(status)
-            else f"exit code {os.WEXITSTATUS(status)}"
-        )
-        return "invalid", f"reading the model exceeded the parser's resource limits ({how})"
-    result: tuple[str, Any] = tuple(json.loads(b"".join(chunks)))
-    return result
+    how = (
+        f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+        if os.WIFSIGNALED(status)
+        else f"exit code {os.WEXITSTATUS(status)}"
+    )
+    return "invalid", f"reading the model exceeded the parser's resource limits ({how})"
+
+
+def _reap(pid: int, grace_s: float = 5.0) -> None:
+    """Collect a child that has answered (it exits right after); kill it if it lingers."""
+    deadline = time.monotonic() + grace_s
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.001)
+    except ChildProcessError:
+        return  # already collected by _serve_one
 
 
 def _warm_up() -> None:
@@ -235,15 +277,21 @@ def zygote_main() -> None:
     """Serve requests, one JSON line each on stdin, answers on stdout, until stdin closes."""
     _warm_up()
     out = sys.stdout.buffer
+    spare = _fork_spare()
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
         try:
-            answer = _serve_one(json.loads(line))
+            answer = _serve_one(json.loads(line), spare)
         except Exception as err:  # a broken request never stops the zygote
             answer = ("invalid", f"the model parser failed: {type(err).__name__}")
+            with contextlib.suppress(OSError):
+                os.kill(spare.pid, signal.SIGKILL)
         out.write(json.dumps(answer).encode() + b"\n")
         out.flush()
+        # After the answer, off the clock: collect that child, fork the next one.
+        _reap(spare.pid)
+        spare = _fork_spare()
 
 
 if __name__ == "__main__":

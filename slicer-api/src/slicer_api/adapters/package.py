@@ -13,6 +13,7 @@ import json
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -38,21 +39,46 @@ class PackagedSlice:
     figures: SliceFigures
 
 
+_FOOTER_PREFIXES = (b"; filament used", b"; total filament", b"; estimated printing")
+
+
+def _lines_starting(text: bytes, prefix: bytes) -> Iterator[bytes]:
+    """Every line of ``text`` (which starts with a newline) that begins with ``prefix``."""
+    needle = b"\n" + prefix
+    at = text.find(needle)
+    while at >= 0:
+        end = text.find(b"\n", at + 1)
+        yield text[at + 1 : end if end >= 0 else len(text)]
+        at = text.find(needle, at + 1)
+
+
 def scan_gcode(path: Path) -> SliceFigures:
-    """Layer count, highest layer and the footer figures of engine G-code (one pass)."""
+    """Layer count, highest layer and the footer figures of engine G-code (one pass).
+
+    Lines are found a block at a time with ``bytes.find``/``count`` (C speed): per-line
+    Python (or a multi-line regular expression) was most of the packaging time of a small part.
+    """
     layers = 0
     max_z = 0.0
-    footer: list[str] = []
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.startswith(";LAYER_CHANGE"):
-                layers += 1
-            elif line.startswith(";Z:"):
+    footer: list[bytes] = []
+    rest = b"\n"
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(_CHUNK)
+            text = rest + block
+            if block:  # keep the unfinished last line for the next block
+                cut = text.rfind(b"\n")
+                text, rest = text[:cut], text[cut:]
+            layers += text.count(b"\n;LAYER_CHANGE")
+            for line in _lines_starting(text, b";Z:"):
                 with contextlib.suppress(ValueError):
                     max_z = max(max_z, float(line[3:]))
-            elif line.startswith(("; filament used", "; total filament", "; estimated printing")):
-                footer.append(line)
-    return parse_footer("".join(footer), layers, max_z)
+            for prefix in _FOOTER_PREFIXES:
+                footer += _lines_starting(text, prefix)
+            if not block:
+                break
+    tail = b"\n".join(footer).decode("utf-8", errors="replace")
+    return parse_footer(tail, layers, max_z)
 
 
 def write_package(
@@ -77,7 +103,8 @@ def write_package(
             digest.update(chunk)
     md5 = digest.hexdigest().upper()
     package_path = out_dir / f"{name}.gcode.3mf"
-    with zipfile.ZipFile(package_path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    # Level 1: twice as fast as the default on G-code for ~30 % more bytes on the farm's LAN.
+    with zipfile.ZipFile(package_path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf.writestr("[Content_Types].xml", _CONTENT_TYPES)
         zf.writestr("_rels/.rels", _ROOT_RELS)
         zf.writestr("3D/3dmodel.model", _EMPTY_MODEL)
