@@ -49,7 +49,7 @@ BENCHES: dict[str, tuple[Callable[[], list[str]], float]] = {
     "api_bench": (lambda: ["api_bench.py", "--sizes", "20,1000", "--seconds", "15"], 300),
     "printer_service_memory": (lambda: ["printer_service_memory.py", "--seconds", "20"], 180),
     "utilization_report": (lambda: ["utilization_report.py", "--runs", "10"], 600),
-    "slicer_bench": (lambda: ["slicer_bench.py", "--runs", "10"], 600),
+    "slicer_bench": (lambda: ["slicer_bench.py", "--runs", "15", "--part-runs", "7"], 900),
 }
 
 
