@@ -427,6 +427,24 @@ def _evict_other_harness(port: int, name: str, signature: Callable[[str], bool])
             _terminate(pid, name)
 
 
+def _stop_server(
+    name: str, port: int, is_server: Callable[[str], bool], timeout: float
+) -> list[int]:
+    """SIGTERM (then SIGKILL after ``timeout``) the ``is_server`` processes listening on
+    ``port`` and wait until it is closed; InfraError when no such process listens there."""
+    pids = [pid for pid in _listener_pids(port) if is_server(_cmdline(pid) or "")]
+    if not pids:
+        raise InfraError(f"{name}: no {name} server process listens on {HOST}:{port}")
+    for pid in pids:
+        _terminate(pid, name, timeout=timeout)
+    _wait_until(
+        lambda: not _port_open(port),
+        _STOP_TIMEOUT,
+        lambda: f"{name}: {HOST}:{port} still answers after stopping the server",
+    )
+    return pids
+
+
 def _is_harness_mosquitto(cmdline: str) -> bool:
     return (
         "mosquitto" in cmdline
@@ -621,21 +639,8 @@ def _restart_unreachable_node(ports: Ports) -> None:
             f"rabbitmq: {hint}; as root, stop the beam.smp process and run "
             "`rabbitmq-server -detached`"
         )
-    pids = []
-    for pid in _listener_pids(ports.amqp):
-        cmdline = _cmdline(pid)
-        if cmdline is not None and _is_rabbitmq_node(cmdline):
-            pids.append(pid)
-    if not pids:
-        raise InfraError(f"rabbitmq: {hint}, and no rabbitmq beam.smp process owns the port")
     LOG.warning("rabbitmq: %s; restarting it", hint)
-    for pid in pids:
-        _terminate(pid, "rabbitmq", timeout=_RABBITMQ_STOP_TIMEOUT)
-    _wait_until(
-        lambda: not _port_open(ports.amqp),
-        _RABBITMQ_STOP_TIMEOUT,
-        lambda: f"rabbitmq: {HOST}:{ports.amqp} still answers after stopping the node",
-    )
+    _stop_server("rabbitmq", ports.amqp, _is_rabbitmq_node, _RABBITMQ_STOP_TIMEOUT)
 
 
 def _ensure_rabbitmq(ports: Ports, password: str, install: bool) -> None:
@@ -810,19 +815,11 @@ def stop_mariadb(ports: Ports | None = None) -> None:
     `ensure_infra` starts it again.
     """
     ports = ports or Ports.from_env()
-    pids = [
-        pid
-        for pid in _listener_pids(ports.mysql)
-        if "mariadbd" in (_cmdline(pid) or "") or "mysqld" in (_cmdline(pid) or "")
-    ]
-    if not pids:
-        raise InfraError(f"mariadb: no mariadbd listens on {HOST}:{ports.mysql}")
-    for pid in pids:
-        _terminate(pid, "mariadb", timeout=_MARIADB_START_TIMEOUT)
-    _wait_until(
-        lambda: not _port_open(ports.mysql),
-        _STOP_TIMEOUT,
-        lambda: f"mariadb: {HOST}:{ports.mysql} still answers after stopping the server",
+    pids = _stop_server(
+        "mariadb",
+        ports.mysql,
+        lambda cmdline: "mariadbd" in cmdline or "mysqld" in cmdline,
+        _MARIADB_START_TIMEOUT,
     )
     LOG.info("mariadb: stopped pid %s", ", ".join(map(str, pids)))
 
