@@ -188,3 +188,19 @@ def test_gcode_scan_finds_layers_height_and_footer_across_block_edges(
     assert (figures.layers, figures.max_z_mm) == (100, 20.0)
     assert (figures.print_time_s, figures.grams, figures.filament_mm) == (508, 3.75, 1256.47)
     assert figures.filament_cm3 == 3.02
+
+
+def test_weld_is_exact_even_when_every_corner_key_collides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tris = models.box((20, 20, 20))
+    vertices, faces = weld(tris)
+    assert (len(vertices), len(faces)) == (8, 12)
+    monkeypatch.setattr("slicer_api.domain.mesh._MIX", np.zeros(3, dtype=np.uint64))
+    collided_vertices, collided_faces = weld(tris)  # one key for all: row-by-row fallback
+    assert len(collided_vertices) == 8
+    assert np.array_equal(collided_vertices[collided_faces], vertices[faces])
+    # -0.0 and 0.0 are one corner
+    flipped = np.array(tris, dtype=np.float64)
+    flipped[flipped == 0.0] = -0.0
+    assert len(weld(flipped)[0]) == 8
