@@ -97,18 +97,27 @@ def write_package(
     header = header_block(
         figures, printer.model, material.filament_type, material.density_g_cm3
     ).encode()
-    with gcode_path.open("wb") as out, engine_gcode.open("rb") as src:
-        for chunk in (header, *iter(lambda: src.read(_CHUNK), b""), EXECUTABLE_BLOCK_END.encode()):
-            out.write(chunk)
-            digest.update(chunk)
-    md5 = digest.hexdigest().upper()
     package_path = out_dir / f"{name}.gcode.3mf"
     # Level 1: twice as fast as the default on G-code for ~30 % more bytes on the farm's LAN.
     with zipfile.ZipFile(package_path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf.writestr("[Content_Types].xml", _CONTENT_TYPES)
         zf.writestr("_rels/.rels", _ROOT_RELS)
         zf.writestr("3D/3dmodel.model", _EMPTY_MODEL)
-        zf.write(gcode_path, PLATE_GCODE)
+        # One pass over the engine's G-code: the plain file, the package entry and the MD5.
+        with (
+            gcode_path.open("wb") as out,
+            engine_gcode.open("rb") as src,
+            zf.open(PLATE_GCODE, "w") as entry,
+        ):
+            for chunk in (
+                header,
+                *iter(lambda: src.read(_CHUNK), b""),
+                EXECUTABLE_BLOCK_END.encode(),
+            ):
+                out.write(chunk)
+                entry.write(chunk)
+                digest.update(chunk)
+        md5 = digest.hexdigest().upper()
         zf.writestr(PLATE_MD5, md5)
         zf.writestr("Metadata/model_settings.config", _MODEL_SETTINGS)
         zf.writestr("Metadata/_rels/model_settings.config.rels", _MODEL_SETTINGS_RELS)
