@@ -38,6 +38,7 @@ from pantheon_common.gcode_store import LocalGcodeStore
 from pantheon_common.mqtt import MqttClient, MqttMessage
 from pantheon_common.settings import MqttSettings
 from pantheon_contracts import ROBOT_JOB_TOPIC, RobotJob, RobotJobKind
+from pantheon_devtools.farm_run import mysql_database
 from pantheon_devtools.infra import default_run_dir, ensure_infra
 from pantheon_sim.bambu.gcode3mf import build_gcode_3mf, sample_gcode
 
@@ -128,6 +129,8 @@ def main() -> int:
         json={"configure": ".*", "write": ".*", "read": ".*"},
     ).raise_for_status()
     db_name = f"pantheon_bench_{tag}"
+    # printer-utilization gets a database of its own (the harness's MYSQL_URL names none)
+    mysql_url = mysql_database(infra, db_name)
     prefix = f"bench/{tag}/"
     farm_dir = default_run_dir() / f"bench-farm-{tag}"
     env = {
@@ -135,6 +138,7 @@ def main() -> int:
         "AMQP_URL": infra.amqp_url_for_vhost(vhost),
         "MONGO_URL": infra.mongo_url,
         "MONGO_DB": db_name,
+        "MYSQL_URL": mysql_url,
         "MQTT_TOPIC_PREFIX": prefix,
         # the orchestrator's default client id is fixed: another farm on the same broker
         # (a developer's `./farm run`) would kick it off the bus every second
@@ -343,6 +347,7 @@ def main() -> int:
             farm.kill()
         client.drop_database(db_name)
         client.close()
+        mysql_database(infra, db_name, create=False, drop=True)
         mgmt.delete(f"/api/vhosts/{vhost}")
         log.close()
         shutil.rmtree(farm_dir, ignore_errors=True)

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -330,10 +331,13 @@ def _reset_simulator_state(opts: FarmOptions) -> None:
     shutil.rmtree(opts.farm_dir / "bambu-sim", ignore_errors=True)
 
 
-def _utilization_database(infra: Endpoints, *, drop: bool) -> str:
-    """The native farm's MySQL database ``utilization`` (created if missing); its URL."""
+def mysql_database(infra: Endpoints, name: str, *, create: bool = True, drop: bool = False) -> str:
+    """Create (``create``) or drop-and-create (``drop``) the MySQL database ``name`` on the
+    harness's server, or only drop it (``create=False, drop=True``); its URL."""
     import pymysql
 
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
+        raise ValueError(f"not a plain database name: {name!r}")
     parts = urlsplit(infra.mysql_url)
     connection = pymysql.connect(
         host=parts.hostname or HOST,
@@ -344,11 +348,12 @@ def _utilization_database(infra: Endpoints, *, drop: bool) -> str:
     try:
         with connection.cursor() as cursor:
             if drop:
-                cursor.execute("DROP DATABASE IF EXISTS utilization")
-            cursor.execute("CREATE DATABASE IF NOT EXISTS utilization CHARACTER SET utf8mb4")
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            if create:
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
     finally:
         connection.close()
-    return f"{infra.mysql_url}/utilization?charset=utf8mb4"
+    return f"{infra.mysql_url}/{name}?charset=utf8mb4"
 
 
 def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> list[ProcessSpec]:
@@ -518,7 +523,7 @@ def run_farm(opts: FarmOptions, ready: Callable[[Supervisor], None] | None = Non
     layout = load_layout(opts.layout_path)
     fresh = opts.fresh or _printers_changed(opts)
     if not os.environ.get("MYSQL_URL"):
-        env["MYSQL_URL"] = _utilization_database(infra, drop=fresh)
+        env["MYSQL_URL"] = mysql_database(infra, "utilization", drop=fresh)
     client = mongo_client(env["MONGO_URL"], app_name="pantheon-run")
     try:
         ping(client)
