@@ -81,6 +81,9 @@ def test_homing_has_no_printer_and_no_bed() -> None:
         (S.PENDING, S.WAITING, Actor.SYSTEM, True),
         (S.PENDING, S.ABORTED, Actor.PERSON, True),
         (S.PENDING, S.ABORTED, Actor.SYSTEM, False),
+        (S.PENDING, S.DONE, Actor.PERSON, True),  # a take done by hand (dispatcher: takes only)
+        (S.PENDING, S.DONE, Actor.SYSTEM, False),
+        (S.WAITING, S.DONE, Actor.PERSON, False),
     ],
 )
 def test_transition_table(current: S, target: S, actor: Actor, allowed: bool) -> None:

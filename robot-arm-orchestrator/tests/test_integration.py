@@ -357,9 +357,10 @@ def test_api_needs_the_token_and_pauses_dispatching(
     assert orch.api("GET", "/dispatch").json()["state"] == "paused"
     assert sim.motions() == []
     assert orch.api("POST", "/tasks/nope/resolve", json={"action": "done"}).status_code == 404
-    pending_take = orch.tasks(kind="take")[0]["id"]
-    conflict = orch.api("POST", f"/tasks/{pending_take}/resolve", json={"action": "done"})
-    assert conflict.status_code == 409
+    pending_replace = orch.tasks(kind="replace")[0]["id"]
+    conflict = orch.api("POST", f"/tasks/{pending_replace}/resolve", json={"action": "done"})
+    assert conflict.status_code == 409  # its plate is chosen when it is sent
+    assert "done is for a held task" in conflict.json()["detail"]
 
     assert orch.api("POST", "/dispatch/resume").json()["paused"] is False
     wait_until("the swap", all_done(orch, 2))
@@ -393,4 +394,41 @@ def test_no_clean_plate_takes_then_waits_until_an_operator_cleans_one(
     assert orch.api("POST", "/dispatch/nudge").status_code == 202
     wait_until("the swap", all_done(orch, 2))
     assert motions(sim) == [("take", 14, 804), ("replace", 14, 830)]
+    assert_inventory_matches(farm_db, sim.world)
+
+
+def test_a_take_done_by_hand_moves_the_plate_home_and_the_robot_only_replaces(
+    farm_db: Db,
+    robot_sim_factory: Callable[..., RobotArmSim],
+    orchestrator_factory: Callable[..., Orchestrator],
+    job_watcher: JobWatcher,
+    publisher: AmqpPublisher,
+) -> None:
+    """The robot is paused; an operator takes plate 804 out of printer 14 by hand and puts it
+    in its slot, then says so: `done` on the pending take. The inventory records it at once;
+    on resume no take is ever sent and the robot only loads a clean plate."""
+    sim = robot_sim_factory()
+    orch = orchestrator_factory().start()
+    orch.api("POST", "/dispatch/pause", json={"reason": "robot being serviced"})
+    publisher.publish(READY_QUEUE, b"14", message_id="print-14-1")
+    wait_until("recorded", lambda: len(orch.tasks(status="pending")) == 2)
+    take = orch.tasks(kind="take")[0]
+
+    # the operator's hands: printer 14 is empty, plate 804 is in its home slot (with its part)
+    plates = {int(p): b for p, b in sim.world["printers"].items() if int(p) != 14}
+    sim.set_world(plates)
+    done = orch.api("POST", f"/tasks/{take['id']}/resolve", json={"action": "done"})
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "done"
+    bed = farm_db.beds.find_one({"_id": 804})
+    assert bed is not None
+    assert bed["location"]["printer_id"] is None
+    assert bed["state"] == "with_part"
+    again = orch.api("POST", f"/tasks/{take['id']}/resolve", json={"action": "done"})
+    assert again.status_code == 409  # done is final: a second click changes nothing
+
+    orch.api("POST", "/dispatch/resume")
+    wait_until("the replace", all_done(orch, 2))
+    assert [(m[0], m[1]) for m in motions(sim)] == [("replace", 14)]
+    assert [job["take_from_printer"] for job in job_watcher.jobs] == [False]
     assert_inventory_matches(farm_db, sim.world)

@@ -491,7 +491,8 @@ class Dispatcher:
 
     # -- a person's decisions ----------------------------------------------------------------
     def resolve(self, task_id: str, action: Resolution, note: str = "") -> dict[str, object]:
-        """Apply a person's decision to a task (done/retry only for held tasks)."""
+        """Apply a person's decision to a task: done for a held task or a pending take (the
+        operator took the plate out by hand), retry for a held task, abort for any open one."""
         with self._lock:
             doc = self._store.get(task_id)
             if doc is None:
@@ -501,8 +502,13 @@ class Dispatcher:
             why = note or f"{action.value} by a person"
             try:
                 if action is Resolution.DONE:
-                    if status is not RobotTaskStatus.HELD:
-                        raise ResolveError(f"task {task_id} is {status}, not held", 409)
+                    by_hand = status is RobotTaskStatus.PENDING and kind is TaskKind.TAKE
+                    if status is not RobotTaskStatus.HELD and not by_hand:
+                        raise ResolveError(
+                            f"task {task_id} is a {status} {kind}: done is for a held task, "
+                            "or a pending take an operator did by hand",
+                            409,
+                        )
                     printer_id, bed_id = doc.get("printer_id"), doc.get("bed_id")
                     if printer_id is not None and bed_id is not None:
                         job = (

@@ -75,7 +75,9 @@ async def robot_held_tasks(ctx: Ctx, _: Viewer) -> Json:
 
 @router.post("/robot/tasks/{task_id}/resolve", response_model=dict[str, Any], tags=["robot"])
 async def resolve_task(task_id: TaskId, body: ResolveIn, ctx: Ctx, _: Operator) -> Json:
-    """Decide a held task: ``done`` (it happened), ``retry`` (send once more) or ``abort``."""
+    """Decide a held task: ``done`` (it happened), ``retry`` (send once more) or ``abort``.
+    ``done`` also for a pending take the operator did by hand (pause dispatching first, take
+    the plate out, put it in its rack slot): the replace then loads a clean plate as usual."""
     reply = await ctx.orchestrator.call("POST", f"/tasks/{task_id}/resolve", json=body.model_dump())
     return _body(reply.body, {})
 

@@ -161,7 +161,9 @@ def create_app(
     def resolve(task_id: str, body: ResolveIn) -> TaskOut:
         """A person's decision: ``done`` (the motion happened; the plate inventory is updated),
         ``retry`` (send it again, once), ``abort`` (drop it; a take's replace goes with it).
-        done/retry only for held tasks; abort also for pending or waiting ones."""
+        done for held tasks and for a pending take the operator did by hand (the plate is out
+        of the printer, back in its slot with its part; the replace follows as usual); retry
+        only for held tasks; abort also for pending or waiting ones."""
         try:
             doc = _store_call(dispatcher.resolve, task_id, body.action, body.note)
         except ResolveError as err:

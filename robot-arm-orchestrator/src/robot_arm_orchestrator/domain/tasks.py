@@ -66,6 +66,9 @@ ALLOWED: Final[frozenset[tuple[RobotTaskStatus, RobotTaskStatus, Actor]]] = froz
         (_S.HELD, _S.PENDING, Actor.PERSON),
         (_S.HELD, _S.ABORTED, Actor.PERSON),
         (_S.PENDING, _S.ABORTED, Actor.PERSON),
+        # An operator took the plate out by hand before the robot was sent (takes only: the
+        # dispatcher refuses it for a replace, whose plate is chosen when it is sent).
+        (_S.PENDING, _S.DONE, Actor.PERSON),
         (_S.WAITING, _S.ABORTED, Actor.PERSON),
     }
 )
@@ -98,7 +101,8 @@ class Resolution(StrEnum):
     """What a person decides for a held task (POST /tasks/{id}/resolve)."""
 
     DONE = "done"
-    """The motion happened: apply its effect on the plate inventory."""
+    """The motion happened (a held task), or a person did a pending take by hand: apply its
+    effect on the plate inventory."""
     RETRY = "retry"
     """Send the motion again (a new job id), by this decision only."""
     ABORT = "abort"
