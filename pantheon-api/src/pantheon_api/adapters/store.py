@@ -98,7 +98,11 @@ class FarmStore:
         return dict(doc) if doc is not None else None
 
     def count(self, collection: str, query: Mapping[str, Any]) -> int:
+        """Documents matching ``query``; for no filter, the collection's own count (metadata,
+        no scan: cheap on a large collection)."""
         with _mapped(f"counting {collection}"):
+            if not query:
+                return int(self.db[collection].estimated_document_count())
             return int(self.db[collection].count_documents(dict(query)))
 
     def insert(self, collection: str, doc: Mapping[str, Any]) -> None:

@@ -65,11 +65,17 @@ def _printer_out(doc: dict[str, Any]) -> PrinterOut:
 def list_printers(
     ctx: Ctx,
     _: Viewer,
+    response: Response,
     state: PrinterState | None = None,
     model: PrinterModel | None = None,
     row: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=10_000, description="at most this many (default: all)")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="skip this many first")] = 0,
 ) -> list[PrinterOut]:
-    """Every printer with its live state, filtered by state, model and shelf row."""
+    """Printers by id with their live state, filtered by state, model and shelf row; a page
+    with ``limit``/``offset`` (``X-Total-Count``: how many match the filters)."""
     query: dict[str, Any] = {}
     if state is not None:
         query["state"] = state.value
@@ -77,7 +83,15 @@ def list_printers(
         query["model"] = model.value
     if row is not None:
         query["location.row"] = row
-    docs = ctx.store.find(Collections.PRINTERS, query)
+    if limit is None and offset == 0:  # the whole list: sorted here, counted as read
+        docs = ctx.store.find(Collections.PRINTERS, query)
+        total = len(docs)
+    else:
+        docs = ctx.store.find(
+            Collections.PRINTERS, query, sort=[("_id", 1)], limit=limit or 0, skip=offset
+        )
+        total = ctx.store.count(Collections.PRINTERS, query)
+    response.headers["X-Total-Count"] = str(total)
     return sorted((_printer_out(d) for d in docs), key=lambda p: p.id)
 
 
