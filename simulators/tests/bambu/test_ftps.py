@@ -98,3 +98,49 @@ def test_second_concurrent_transfer_gets_425_and_rate_limit_slows(
         assert first.size("slow.bin") == 120_000
     finally:
         farm.set_faults(17, FaultSettings())
+
+
+def _stor(client: ImplicitFtpsClient, name: str, data: bytes) -> str:
+    """STOR ``data`` and return the final reply, whatever its code."""
+    client.voidcmd("TYPE I")
+    conn, _ = client.ntransfercmd(f"STOR {name}")
+    try:
+        conn.sendall(data)
+    finally:
+        conn.close()
+    try:
+        return client.voidresp()
+    except ftplib.Error as err:
+        return str(err)
+
+
+def test_the_426_quirk_answers_a_whole_upload_with_426(
+    farm: BambuSimFarm, ftps: Callable[[int], ImplicitFtpsClient]
+) -> None:
+    farm.set_faults(18, FaultSettings(ftps_426_after_write=True))
+    try:
+        f = ftps(18)
+        data = b"G1 X1\n" * 20_000
+        assert _stor(f, "quirk.gcode.3mf", data).startswith("426")
+        assert f.size("quirk.gcode.3mf") == len(data)  # the file is whole all the same
+        assert (farm.storage_dir(18) / "quirk.gcode.3mf").read_bytes() == data
+    finally:
+        farm.set_faults(18, FaultSettings())
+
+
+def test_a_full_storage_answers_552_and_keeps_nothing(
+    farm: BambuSimFarm, ftps: Callable[[int], ImplicitFtpsClient]
+) -> None:
+    used = sum(p.stat().st_size for p in farm.storage_dir(18).rglob("*") if p.is_file())
+    farm.set_faults(18, FaultSettings(ftps_capacity_bytes=used + 100_000))
+    try:
+        f = ftps(18)
+        assert _stor(f, "fits.bin", b"a" * 60_000).startswith("226")
+        reply = _stor(f, "too-big.bin", b"b" * 60_000)
+        assert reply.startswith("552"), reply
+        assert not (farm.storage_dir(18) / "too-big.bin").exists()
+        assert "too-big.bin" not in f.nlst()
+        f.delete("fits.bin")
+        assert _stor(f, "now-fits.bin", b"c" * 60_000).startswith("226")  # room again
+    finally:
+        farm.set_faults(18, FaultSettings())

@@ -391,6 +391,8 @@ class BambuSimFarm:
                 access_code=spec.access_code,
                 passive_ports=spec.passive_ports if spec.ftps_port else None,
                 rate_limit=lambda: self._rate_limit(pid),
+                reply_426_after_write=lambda: self._units[pid].sim.faults.ftps_426_after_write,
+                capacity_bytes=lambda: self._units[pid].sim.faults.ftps_capacity_bytes,
                 masquerade_address=pasv_masquerade(spec.host, spec.advertise_host),
             )
         )

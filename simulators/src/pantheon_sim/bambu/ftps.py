@@ -3,8 +3,9 @@
 TLS starts at byte 0 (no ``AUTH TLS``), TLS 1.2 at most, login ``bblp`` + access code, passive
 mode, the data channel protected by default and required to RESUME the control channel's TLS
 session (``522`` otherwise, like ``require_ssl_reuse``). One data transfer at a time per
-printer (``425`` otherwise), ``226`` only after the file is closed, and an optional throughput
-cap. Each printer's server runs its own pyftpdlib IO loop in one thread.
+printer (``425`` otherwise), ``226`` only after the file is closed, an optional throughput cap,
+a storage size (``552`` and no file past it) and the P2S quirk of ``426`` after a whole upload.
+Each printer's server runs its own pyftpdlib IO loop in one thread.
 """
 
 import logging
@@ -45,6 +46,10 @@ class FtpsSettings:
     """Current throughput cap in bytes/s (read at each data connection), None = unlimited."""
     masquerade_address: str | None = None
     """IPv4 address named in passive replies; None = the control connection's local address."""
+    reply_426_after_write: Callable[[], bool] = lambda: False
+    """Fault (P2S quirk): answer a complete upload with 426 instead of 226 (read per upload)."""
+    capacity_bytes: Callable[[], int | None] = lambda: None
+    """Storage size in bytes (read per upload); None = unlimited."""
 
 
 class _Gate:
@@ -69,10 +74,31 @@ class _ReuseRequiredDTP(TLS_DTPHandler, ThrottledDTPHandler):  # type: ignore[mi
             self.close()
 
     def close(self) -> None:
+        if not self._closed and self.receive and self._resp and self._resp[0].startswith("226"):
+            self._answer_complete_upload()
         gate: _Gate = self.cmd_channel.gate
         if gate.holder is self.cmd_channel:
             gate.holder = None
         super().close()
+
+    def _answer_complete_upload(self) -> None:
+        """A whole file arrived: 552 (and no file) past the storage size, or the 426 quirk."""
+        channel = self.cmd_channel
+        capacity = channel.capacity_bytes()
+        if capacity is not None and self.file_obj is not None:
+            self.file_obj.close()
+            if _used_bytes(Path(channel.fs.root)) > capacity:
+                Path(self.file_obj.name).unlink(missing_ok=True)
+                self.transfer_finished = False
+                self._resp = ("552 Requested file action aborted. Exceeded storage allocation.",
+                              log.info)  # fmt: skip
+                return
+        if channel.reply_426_after_write():
+            self._resp = ("426 Failure writing network stream.", log.info)
+
+
+def _used_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
@@ -84,6 +110,8 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
     banner = "Welcome to Bambu FTP Server"  # clients sniff vsFTPd banners; keep it neutral
     gate: _Gate
     rate_limit: Callable[[], int | None]
+    reply_426_after_write: Callable[[], bool]
+    capacity_bytes: Callable[[], int | None]
 
     def handle(self) -> None:
         self.on_connect()
@@ -167,6 +195,8 @@ class FtpsServer:
                 "masquerade_address": settings.masquerade_address,
                 "gate": _Gate(),
                 "rate_limit": staticmethod(settings.rate_limit),
+                "reply_426_after_write": staticmethod(settings.reply_426_after_write),
+                "capacity_bytes": staticmethod(settings.capacity_bytes),
                 "timeout": 120,
                 "auth_failed_timeout": 1,  # vsftpd delay_failed_login
             },

@@ -145,6 +145,16 @@ class FaultSettings(BaseModel):
     ftps_rate_limit: int | None = Field(
         default=None, gt=0, description="FTPS data throughput cap in bytes/s"
     )
+    ftps_426_after_write: bool = Field(
+        default=False,
+        description="P2S quirk: an upload is answered 426 although the file was written whole",
+    )
+    ftps_capacity_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="storage size: an upload that would fill it past this is answered 552 "
+        "and leaves nothing behind",
+    )
 
 
 @dataclass(frozen=True)
