@@ -10,6 +10,9 @@
    one (the hand job went around the orchestrator): a job for printer 15 is refused by the
    printer at every attempt and ends ``failed`` with the refusal as its reason, visible in
    pantheon-api; a job for any P1S prints on printer 14; nothing is done twice.
+
+And the path for a robot out of service: a plate taken out of a printer by hand, said so
+through pantheon-api (``done`` on the pending take).
 """
 
 from __future__ import annotations
@@ -145,3 +148,63 @@ def test_hand_typed_ready_hand_typed_robot_job_and_the_farm_goes_on(
     assert _tasks_of(farm, 15) == []
     assert farm.held() == []
     assert farm.ledger(event="refused") == []
+
+
+def test_a_plate_taken_out_by_hand_while_the_robot_is_down(start_farm: FarmFactory) -> None:
+    """The robot is out of service (dispatching paused) when printer 14 finishes: its take
+    waits. An operator takes the plate out by hand, puts it in its rack slot and says so
+    through pantheon-api (``done`` on the pending take). On resume the robot only loads a
+    clean plate, and printer 14 prints the next job; no take of that plate is ever sent."""
+    farm = start_farm([14], PORTS, env=ENV)
+    bus = farm.watch_bus()
+    plate = farm.world()["printers"]["14"]
+    paused = farm.api.post("/api/robot/dispatch/pause", json={"reason": "robot serviced"})
+    assert paused.status_code == 200, paused.text
+
+    farm.upload("cube.gcode.3mf", gcode_package(minutes=20))
+    first = farm.queue_job("cube.gcode.3mf", "textured_pei", printer_id=14)
+    farm.wait_jobs([first], "finished", 60)
+    take = farm.wait(
+        lambda: [t for t in _tasks_of(farm, 14) if t["kind"] == "take"],
+        30,
+        "the take for printer 14 recorded (and held back: dispatching paused)",
+        logs=("robot-arm-orchestrator",),
+    )[0]
+    assert take["status"] == "pending"
+    assert take["bed_id"] == plate
+
+    # the operator's hands: the plate out of printer 14, into its rack slot
+    assert farm.sim.put("/printers/14/plate", json={"plate": "none"}).status_code == 200
+    placement = {**farm.world()["printers"], "14": None}  # every other plate stays put
+    assert farm.robot.put("/world", json={"printers": placement}).status_code == 200
+    done = farm.api.post(
+        f"/api/robot/tasks/{take['id']}/resolve",
+        json={"action": "done", "note": "taken out by hand"},
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "done"
+    bed = farm.bed(plate)
+    assert bed["state"] == "with_part"
+    assert bed["location"]["printer_id"] is None
+
+    resumed = farm.api.post("/api/robot/dispatch/resume")
+    assert resumed.status_code == 200, resumed.text
+    second = farm.queue_job("cube.gcode.3mf", "textured_pei", printer_id=14)
+    farm.wait_jobs([second], "finished", 60)
+    farm.wait(
+        lambda: [t["status"] for t in _tasks_of(farm, 14)] == ["done"] * 4,
+        30,
+        "the replace, then the swap after the second print",
+        logs=("robot-arm-orchestrator", "robot-arm-sim"),
+    )
+    motions = farm.assert_no_motion_twice()
+    assert [(m["kind"], m["printer_id"]) for m in motions] == [
+        ("replace", 14),
+        ("take", 14),
+        ("replace", 14),
+    ]
+    assert plate not in [m["bed_id"] for m in motions]  # the robot never touched that plate
+    assert [j["bed_id"] for j in bus.jobs_seen() if j.get("take_from_printer")] == [
+        motions[1]["bed_id"]
+    ]
+    assert farm.held() == []
