@@ -144,3 +144,21 @@ def test_a_full_storage_answers_552_and_keeps_nothing(
         assert _stor(f, "now-fits.bin", b"c" * 60_000).startswith("226")  # room again
     finally:
         farm.set_faults(18, FaultSettings())
+
+
+@pytest.mark.parametrize(("printer_id", "expected"), [(16, "nlst.bin"), (31, "/nlst.bin")])
+def test_nlst_names_are_bare_on_p1_and_full_paths_on_x1(
+    ftps: Callable[[int], ImplicitFtpsClient], printer_id: int, expected: str
+) -> None:
+    f = ftps(printer_id)
+    full = expected.startswith("/")
+    f.upload(b"x" * 10, "nlst.bin")
+    f.upload(b"y" * 10, "cache/nlst.bin")
+    try:
+        listed = f.nlst()
+        assert expected in listed
+        assert ("/cache" if full else "cache") in listed
+        assert f.nlst("cache") == ["/cache/nlst.bin" if full else "nlst.bin"]
+    finally:
+        f.delete("nlst.bin")
+        f.delete("cache/nlst.bin")

@@ -393,6 +393,7 @@ class BambuSimFarm:
                 rate_limit=lambda: self._rate_limit(pid),
                 reply_426_after_write=lambda: self._units[pid].sim.faults.ftps_426_after_write,
                 capacity_bytes=lambda: self._units[pid].sim.faults.ftps_capacity_bytes,
+                nlst_full_paths=profile.nlst_full_paths,
                 masquerade_address=pasv_masquerade(spec.host, spec.advertise_host),
             )
         )

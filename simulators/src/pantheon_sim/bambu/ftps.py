@@ -18,10 +18,12 @@ from typing import Any
 from OpenSSL import SSL
 from OpenSSL._util import lib as _ssl_lib  # SSL_session_reused has no public wrapper
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.handlers.ftp.data import ThrottledDTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
+from pyftpdlib.utils import strerror
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class FtpsSettings:
     """Fault (P2S quirk): answer a complete upload with 426 instead of 226 (read per upload)."""
     capacity_bytes: Callable[[], int | None] = lambda: None
     """Storage size in bytes (read per upload); None = unlimited."""
+    nlst_full_paths: bool = False
+    """``NLST`` answers full paths (X1) instead of bare names (P1/A1)."""
 
 
 class _Gate:
@@ -112,6 +116,7 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
     rate_limit: Callable[[], int | None]
     reply_426_after_write: Callable[[], bool]
     capacity_bytes: Callable[[], int | None]
+    nlst_full_paths: bool
 
     def handle(self) -> None:
         self.on_connect()
@@ -153,9 +158,24 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
         return None
 
     def ftp_NLST(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
-        if self._take_slot():
+        if not self._take_slot():
+            return None
+        if not self.nlst_full_paths:
             return super().ftp_NLST(path)
-        return None
+        try:  # X1: every name as a path from the storage root
+            if self.fs.isdir(path):
+                folder = self.fs.fs2ftp(path).rstrip("/")
+                names = sorted(self.run_as_current_user(self.fs.listdir, path))
+                listing = [f"{folder}/{name}" for name in names]
+            else:
+                self.fs.lstat(path)
+                listing = [self.fs.fs2ftp(path)]
+        except (OSError, FilesystemError) as err:
+            self.respond(f"550 {strerror(err)}.")
+            return None
+        data = "".join(f"{entry}\r\n" for entry in listing)
+        self.push_dtp_data(data.encode(self.encoding, self.unicode_errors), cmd="NLST")
+        return path
 
     def ftp_MLSD(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
         if self._take_slot():
@@ -197,6 +217,7 @@ class FtpsServer:
                 "rate_limit": staticmethod(settings.rate_limit),
                 "reply_426_after_write": staticmethod(settings.reply_426_after_write),
                 "capacity_bytes": staticmethod(settings.capacity_bytes),
+                "nlst_full_paths": settings.nlst_full_paths,
                 "timeout": 120,
                 "auth_failed_timeout": 1,  # vsftpd delay_failed_login
             },

@@ -89,6 +89,8 @@ class ModelProfile:
     """X1 runs ``gcode_file``; P1/A1 ack it and do nothing (observed bug, section 5.6)."""
     folder_urls_fail: bool
     """P1/A1 reject ``ftp:///folder/name`` with 0x0500C010 (section 5.5)."""
+    nlst_full_paths: bool
+    """FTPS ``NLST``: X1 answers full paths, P1/A1 bare names (section 6.1)."""
 
 
 PROFILES: Final[dict[PrinterModel, ModelProfile]] = {
@@ -107,6 +109,7 @@ PROFILES: Final[dict[PrinterModel, ModelProfile]] = {
         max_clients=10 if m in FULL_REPORT_MODELS else 4,
         runs_gcode_file=m in FULL_REPORT_MODELS,
         folder_urls_fail=m not in FULL_REPORT_MODELS,
+        nlst_full_paths=m in FULL_REPORT_MODELS,
     )
     for m in PrinterModel
 }
