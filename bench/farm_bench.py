@@ -38,8 +38,12 @@ from pantheon_common.gcode_store import LocalGcodeStore
 from pantheon_common.mqtt import MqttClient, MqttMessage
 from pantheon_common.settings import MqttSettings
 from pantheon_contracts import ROBOT_JOB_TOPIC, RobotJob, RobotJobKind
-from pantheon_devtools.farm_run import mysql_database
-from pantheon_devtools.infra import default_run_dir, ensure_infra
+from pantheon_devtools.infra import (
+    create_mysql_database,
+    default_run_dir,
+    drop_mysql_database,
+    ensure_infra,
+)
 from pantheon_sim.bambu.gcode3mf import build_gcode_3mf, sample_gcode
 
 SEED_IDS = [r * 10 + c for r in (1, 2, 3, 4) for c in range(1, 6)]
@@ -130,7 +134,7 @@ def main() -> int:
     ).raise_for_status()
     db_name = f"pantheon_bench_{tag}"
     # printer-utilization gets a database of its own (the harness's MYSQL_URL names none)
-    mysql_url = mysql_database(infra, db_name)
+    mysql_url = create_mysql_database(infra, db_name)
     prefix = f"bench/{tag}/"
     farm_dir = default_run_dir() / f"bench-farm-{tag}"
     env = {
@@ -347,7 +351,7 @@ def main() -> int:
             farm.kill()
         client.drop_database(db_name)
         client.close()
-        mysql_database(infra, db_name, create=False, drop=True)
+        drop_mysql_database(infra, db_name)
         mgmt.delete(f"/api/vhosts/{vhost}")
         log.close()
         shutil.rmtree(farm_dir, ignore_errors=True)

@@ -17,6 +17,7 @@ from robot_arm_orchestrator.domain.tasks import (
     TaskView,
     can_transition,
     next_task,
+    person_may_mark_done,
     plan_homing,
     plan_tasks,
     transition,
@@ -223,3 +224,19 @@ def test_default_mqtt_client_id_follows_the_topic_prefix() -> None:
     assert a.mqtt_client_id.startswith("robot-arm-orchestrator-")
     assert len({plain.mqtt_client_id, a.mqtt_client_id, b.mqtt_client_id}) == 3
     assert Settings(pantheon_env="dev", mqtt_client_id="fixed").mqtt_client_id == "fixed"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "allowed"),
+    [
+        (S.HELD, TaskKind.TAKE, True),
+        (S.HELD, TaskKind.REPLACE, True),
+        (S.PENDING, TaskKind.TAKE, True),  # the operator did it by hand
+        (S.PENDING, TaskKind.REPLACE, False),  # which plate went in is not known
+        (S.WAITING, TaskKind.REPLACE, False),
+        (S.SENT, TaskKind.TAKE, False),  # in flight: the robot will say
+        (S.DONE, TaskKind.TAKE, False),
+    ],
+)
+def test_what_a_person_may_mark_done(status: S, kind: TaskKind, allowed: bool) -> None:
+    assert person_may_mark_done(status, kind) is allowed

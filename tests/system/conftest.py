@@ -28,18 +28,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import pika
 import pymongo
-import pymysql
 import pytest
 
 from pantheon_common.mqtt import MqttClient, MqttMessage
 from pantheon_common.settings import MqttSettings
 from pantheon_contracts.names import READY_QUEUE, ROBOT_JOB_TOPIC, ROBOT_STATUS_TOPIC
-from pantheon_devtools.infra import Endpoints, default_run_dir
+from pantheon_devtools.infra import Endpoints, default_run_dir, scratch_mysql_database
 from pantheon_sim.bambu.gcode3mf import build_gcode_3mf, sample_gcode
 
 T = TypeVar("T")
@@ -627,31 +626,6 @@ def _mongo_database(infra: Endpoints) -> Iterator[str]:
             client.close()
 
 
-@contextlib.contextmanager
-def _mysql_database(infra: Endpoints) -> Iterator[str]:
-    """A MariaDB database of this farm's printer-utilization (dropped afterwards); its URL."""
-    parts = urlsplit(infra.mysql_url)
-
-    def admin() -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        return pymysql.connect(
-            host=parts.hostname or HOST,
-            port=parts.port or 3306,
-            user=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            autocommit=True,
-            connect_timeout=10,
-        )
-
-    name = f"pantheon_system_{secrets.token_hex(6)}"
-    with admin() as connection, connection.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    try:
-        yield f"{infra.mysql_url}/{name}?charset=utf8mb4"
-    finally:
-        with admin() as connection, connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-
-
 def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 45) -> None:
     if proc.poll() is not None:
         return
@@ -683,7 +657,7 @@ def running_farm(
     with contextlib.ExitStack() as stack:
         amqp_url = stack.enter_context(_vhost(infra))
         mongo_db = stack.enter_context(_mongo_database(infra))
-        mysql_url = stack.enter_context(_mysql_database(infra))
+        mysql_url = stack.enter_context(scratch_mysql_database(infra, "pantheon_system"))
         prefix = f"test/{secrets.token_hex(6)}/"
         # Another farm (a developer's `./farm run`, a benchmark) may hold a printer's ports
         # for a while: wait for them rather than fail half-started.

@@ -43,6 +43,7 @@ from robot_arm_orchestrator.domain.tasks import (
     Resolution,
     TaskKind,
     next_task,
+    person_may_mark_done,
     plan_homing,
     task_id_for,
 )
@@ -502,8 +503,7 @@ class Dispatcher:
             why = note or f"{action.value} by a person"
             try:
                 if action is Resolution.DONE:
-                    by_hand = status is RobotTaskStatus.PENDING and kind is TaskKind.TAKE
-                    if status is not RobotTaskStatus.HELD and not by_hand:
+                    if not person_may_mark_done(status, kind):
                         raise ResolveError(
                             f"task {task_id} is a {status} {kind}: done is for a held task, "
                             "or a pending take an operator did by hand",

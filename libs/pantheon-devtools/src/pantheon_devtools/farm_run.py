@@ -16,7 +16,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -28,7 +27,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit
 
 import httpx
 import yaml
@@ -40,6 +38,7 @@ from pantheon_contracts.names import Collections
 from pantheon_devtools.infra import (
     Endpoints,
     InfraError,
+    create_mysql_database,
     default_run_dir,
     ensure_infra,
     find_repo_root,
@@ -331,31 +330,6 @@ def _reset_simulator_state(opts: FarmOptions) -> None:
     shutil.rmtree(opts.farm_dir / "bambu-sim", ignore_errors=True)
 
 
-def mysql_database(infra: Endpoints, name: str, *, create: bool = True, drop: bool = False) -> str:
-    """Create (``create``) or drop-and-create (``drop``) the MySQL database ``name`` on the
-    harness's server, or only drop it (``create=False, drop=True``); its URL."""
-    import pymysql
-
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
-        raise ValueError(f"not a plain database name: {name!r}")
-    parts = urlsplit(infra.mysql_url)
-    connection = pymysql.connect(
-        host=parts.hostname or HOST,
-        port=parts.port or 3306,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-    )
-    try:
-        with connection.cursor() as cursor:
-            if drop:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            if create:
-                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
-    finally:
-        connection.close()
-    return f"{infra.mysql_url}/{name}?charset=utf8mb4"
-
-
 def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> list[ProcessSpec]:
     """Every process of the farm, in start order."""
     farm_dir = opts.farm_dir
@@ -523,7 +497,7 @@ def run_farm(opts: FarmOptions, ready: Callable[[Supervisor], None] | None = Non
     layout = load_layout(opts.layout_path)
     fresh = opts.fresh or _printers_changed(opts)
     if not os.environ.get("MYSQL_URL"):
-        env["MYSQL_URL"] = mysql_database(infra, "utilization", drop=fresh)
+        env["MYSQL_URL"] = create_mysql_database(infra, "utilization", fresh=fresh)
     client = mongo_client(env["MONGO_URL"], app_name="pantheon-run")
     try:
         ping(client)

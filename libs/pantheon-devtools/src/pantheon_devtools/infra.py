@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pika
@@ -787,6 +787,51 @@ def _mysql_login(ports: Ports, password: str) -> int:
         return exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
     connection.close()
     return 0
+
+
+def _mysql_admin(infra: Endpoints) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    parts = urlsplit(infra.mysql_url)
+    return pymysql.connect(
+        host=parts.hostname or HOST,
+        port=parts.port or 3306,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+def _plain_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    return name
+
+
+def create_mysql_database(infra: Endpoints, name: str, *, fresh: bool = False) -> str:
+    """Create the utf8mb4 database ``name`` on the harness's MariaDB if it is missing (dropped
+    first when ``fresh``); its URL for the ``pantheon`` user."""
+    with _mysql_admin(infra) as connection, connection.cursor() as cursor:
+        if fresh:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{_plain_name(name)}`")
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{_plain_name(name)}` CHARACTER SET utf8mb4")
+    return f"{infra.mysql_url}/{name}?charset=utf8mb4"
+
+
+def drop_mysql_database(infra: Endpoints, name: str) -> None:
+    """Drop the database ``name`` (missing is fine)."""
+    with _mysql_admin(infra) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{_plain_name(name)}`")
+
+
+@contextlib.contextmanager
+def scratch_mysql_database(infra: Endpoints, prefix: str) -> Iterator[str]:
+    """A new database ``<prefix>_<hex>`` for a test or a benchmark, dropped afterwards; its URL."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    url = create_mysql_database(infra, name, fresh=True)
+    try:
+        yield url
+    finally:
+        drop_mysql_database(infra, name)
 
 
 def _ensure_mariadb(ports: Ports, password: str, install: bool) -> None:

@@ -19,14 +19,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from typing import NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import pymongo
-import pymysql
 import pytest
 
-from pantheon_devtools.infra import Endpoints, InfraError, ensure_infra
+from pantheon_devtools.infra import Endpoints, InfraError, ensure_infra, scratch_mysql_database
 from pantheon_devtools.sshd import SshServer, start_sshd
 
 INFRA_FIXTURES = frozenset(
@@ -107,31 +106,11 @@ def mongo_db(infra: Endpoints) -> Iterator[MongoTestDb]:
             client.close()
 
 
-def _mysql_admin_connection(
-    infra: Endpoints,
-) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-    parts = urlsplit(infra.mysql_url)
-    return pymysql.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        autocommit=True,
-        connect_timeout=10,
-    )
-
-
 @pytest.fixture
 def mysql_url(infra: Endpoints) -> Iterator[str]:
     """``mysql+pymysql://...`` URL of a fresh utf8mb4 database, dropped afterwards."""
-    name = f"pantheon_test_{secrets.token_hex(6)}"
-    with _mysql_admin_connection(infra) as connection, connection.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    try:
-        yield f"{infra.mysql_url}/{name}?charset=utf8mb4"
-    finally:
-        with _mysql_admin_connection(infra) as connection, connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    with scratch_mysql_database(infra, "pantheon_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -83,16 +83,13 @@ def list_printers(
         query["model"] = model.value
     if row is not None:
         query["location.row"] = row
-    if limit is None and offset == 0:  # the whole list: sorted here, counted as read
-        docs = ctx.store.find(Collections.PRINTERS, query)
-        total = len(docs)
-    else:
-        docs = ctx.store.find(
-            Collections.PRINTERS, query, sort=[("_id", 1)], limit=limit or 0, skip=offset
-        )
-        total = ctx.store.count(Collections.PRINTERS, query)
+    docs = ctx.store.find(
+        Collections.PRINTERS, query, sort=[("_id", 1)], limit=limit or 0, skip=offset
+    )
+    paged = limit is not None or offset > 0
+    total = ctx.store.count(Collections.PRINTERS, query) if paged else len(docs)
     response.headers["X-Total-Count"] = str(total)
-    return sorted((_printer_out(d) for d in docs), key=lambda p: p.id)
+    return [_printer_out(d) for d in docs]
 
 
 def _printer(ctx: Ctx, printer_id: int) -> dict[str, Any]:

@@ -109,6 +109,15 @@ class Resolution(StrEnum):
     """Drop the task (a take's replace is aborted with it)."""
 
 
+def person_may_mark_done(status: RobotTaskStatus, kind: TaskKind) -> bool:
+    """A person may say a task happened: a held one (the robot did it, or not: they checked),
+    or a pending take they did by hand. Not a pending replace: its plate is only chosen when
+    it is sent, so "done" would not say which plate went in."""
+    return status is RobotTaskStatus.HELD or (
+        status is RobotTaskStatus.PENDING and kind is TaskKind.TAKE
+    )
+
+
 RESOLUTION_TARGET: Final = {
     Resolution.DONE: RobotTaskStatus.DONE,
     Resolution.RETRY: RobotTaskStatus.PENDING,
