@@ -196,10 +196,12 @@ def _utilization(r: dict[str, Any]) -> str:
 
 def _slicer(r: dict[str, Any]) -> str:
     job = r["cube_service_slice_job"]
+    cold = r.get("cube_cold_engine", {}).get("service_slice_job")
     return (
         f"fast quote 100k tris median {r['fast_quote_100k']['median_ms']} ms; cube engine "
         f"{r['cube_direct_engine']['median_ms']} ms direct, service {job['median_ms']} ms "
-        f"(+{job['overhead_pct']} %)"
+        f"({job['overhead_pct']:+} %)"
+        + (f", engines started cold {cold['overhead_pct']:+} %" if cold else "")
     )
 
 

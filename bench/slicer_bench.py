@@ -13,12 +13,18 @@ free loopback port) and measures:
   timings (engine, model check, packaging) and the client's phases (post, wait, download) are
   reported too;
 - the same on a larger part (a 60 mm cylinder, ~1.4 s a slice), fewer rounds.
+The service runs as configured by default: standby engines (SLICER_STANDBY_ENGINES, 2),
+started ahead of the slices, so the engine's start-up is off the slice's path; a second
+service with SLICER_STANDBY_ENGINES=0 repeats the cube rounds with every engine started for
+its slice, which shows what the service's own work (upload, check, packaging) costs. Each direct run
+waits until no engine process is busy (standbys loaded), so their start-up does not slow it.
 Prints one JSON object, then one markdown table line for bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -30,13 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from pantheon_devtools.farm_run import wait_http
 from slicer_api import testing as models
 from slicer_api.adapters.engine import Engine, ensure_engine
 from slicer_api.adapters.limits import ProcessLimits
@@ -67,14 +74,38 @@ def direct_engine(binary: str, model: Path, work: Path) -> Callable[[], float]:
     """One run of the same command line the service runs, without the service."""
     engine = Engine(binary, load_catalog(DEFAULT_PROFILES_DIR), ProcessLimits(4096, 600))
     options = SliceOptions(printer_model="P1S", quality="0.20_standard", material="PLA")
-    args = engine.slice_args(model, work / "direct.gcode", options)
+    profile = work / "direct-profile.ini"
+    profile.write_text(engine.profile(options))
+    centre = engine.catalog.printers[options.printer_model].centre
+    args = engine.slice_args(model, work / "direct.gcode", profile, centre)
 
     def once() -> float:
+        _settle()
         started = time.perf_counter()
         subprocess.run(args, check=True, capture_output=True, cwd=work)
         return time.perf_counter() - started
 
     return once
+
+
+def _settle(timeout_s: float = 5.0) -> None:
+    """Wait until no engine process is running (the service's standby engines loaded and
+    waiting), so that their start-up does not slow the direct run it is compared with."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        busy = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            name, _, rest = text.partition(" (")[2].rpartition(") ")
+            if name.startswith("prusa-slicer") and rest.split()[0] not in ("S", "Z", "I"):
+                busy = True
+                break
+        if not busy:
+            return
+        time.sleep(0.005)
 
 
 def main() -> None:
@@ -94,71 +125,87 @@ def main() -> None:
         part.write_bytes(part_bytes)
         cube = work / "cube.stl"
         cube.write_bytes(cube_bytes)
-        (work / "service").mkdir()
-        # The service as deployed: its own process (console script), not a thread of the
-        # benchmark, so the client and the server do not share one interpreter lock.
-        port = _port()
-        env = {
-            **os.environ,
-            "PANTHEON_ENV": "dev",
-            "SLICER_API_KEYS": hashlib.sha256(KEY.encode()).hexdigest(),
-            "SLICER_ENGINE": binary,
-            "SLICER_WORK_DIR": str(work / "service"),
-            "SLICER_API_HOST": "127.0.0.1",
-            "SLICER_API_PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "slicer_api"], env=env, stdout=subprocess.DEVNULL
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise SystemExit("slicer-api did not start")
-            time.sleep(0.05)
-        client = httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=120)
-        try:
+        with _service(binary, work / "service", standby=None) as client:
             direct = direct_engine(binary, cube, work)
             result = _measure(client, cube_bytes, knot_bytes, direct, args.runs)
             result["part_cylinder"] = _overhead_rounds(
                 client, part_bytes, direct_engine(binary, part, work), args.part_runs
             )
-        finally:
-            client.close()
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        # The same cube with every engine started for its slice (SLICER_STANDBY_ENGINES=0):
+        # what the service's own work costs.
+        with _service(binary, work / "service-cold", standby=0) as client:
+            result["cube_cold_engine"] = _overhead_rounds(
+                client, cube_bytes, direct, args.runs, engine_start="cold"
+            )
     result["target_overhead_pct"] = 5.0
     result["machine"] = f"{platform.system()} {platform.release()}, {_cores()} cores"
     print(json.dumps(result, indent=2))
     job = result["cube_service_slice_job"]
     part = result["part_cylinder"]
+    cold = result["cube_cold_engine"]["service_slice_job"]
     print(
         f"| {date.today().isoformat()} | {result['machine']} | fast quote 100k tris: "
         f"{result['fast_quote_100k']['median_ms']} ms median; cube: engine direct "
         f"{result['cube_direct_engine']['median_ms']} ms, service job {job['median_ms']} ms "
-        f"(+{job['overhead_ms']} ms, {job['overhead_pct']} %; engine inside the service "
+        f"({job['overhead_ms']:+} ms, {job['overhead_pct']:+} %; engine inside the service "
         f"{result['cube_engine_inside_service_ms']} ms, model check "
         f"{result['cube_check_ms']} ms, packaging "
-        f"{result['cube_packaging_ms']} ms); 60 mm cylinder: engine direct "
+        f"{result['cube_packaging_ms']} ms; exact quote "
+        f"{result['cube_service_exact_quote']['overhead_pct']:+} %; engines started cold: "
+        f"{cold['overhead_ms']:+} ms, {cold['overhead_pct']:+} %); 60 mm cylinder: engine direct "
         f"{part['direct_engine']['median_ms']} ms, service job "
         f"{part['service_slice_job']['median_ms']} ms "
-        f"(+{part['service_slice_job']['overhead_ms']} ms, "
-        f"{part['service_slice_job']['overhead_pct']} %) |"
+        f"({part['service_slice_job']['overhead_ms']:+} ms, "
+        f"{part['service_slice_job']['overhead_pct']:+} %) |"
     )
 
 
-def slice_job(client: httpx.Client, model: bytes) -> tuple[float, dict[str, Any]]:
-    """POST /slice, long-poll until done, download the package: seconds and the phases."""
+@contextlib.contextmanager
+def _service(binary: str, work_dir: Path, *, standby: int | None) -> Iterator[httpx.Client]:
+    """slicer-api as deployed: its own process (console script), not a thread of the
+    benchmark, so the client and the server do not share one interpreter lock."""
+    work_dir.mkdir()
+    port = _port()
+    env = {
+        **os.environ,
+        "PANTHEON_ENV": "dev",
+        "SLICER_API_KEYS": hashlib.sha256(KEY.encode()).hexdigest(),
+        "SLICER_ENGINE": binary,
+        "SLICER_WORK_DIR": str(work_dir),
+        "SLICER_API_HOST": "127.0.0.1",
+        "SLICER_API_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    if standby is not None:  # else the service's default
+        env["SLICER_STANDBY_ENGINES"] = str(standby)
+    else:
+        env.pop("SLICER_STANDBY_ENGINES", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "slicer_api"], env=env, stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", 30, "slicer-api", server)
+    except RuntimeError as err:
+        server.kill()
+        raise SystemExit(str(err)) from err
+    client = httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=120)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def slice_job(
+    client: httpx.Client, model: bytes, engine_start: str = "standby"
+) -> tuple[float, dict[str, Any]]:
+    """POST /slice, long-poll until done, download the package: seconds and the phases.
+    ``engine_start``: how the service must have started the engine (checked)."""
     started = time.perf_counter()
     created = client.post("/slice", files={"file": ("model.stl", model)})
     created.raise_for_status()
@@ -169,6 +216,7 @@ def slice_job(client: httpx.Client, model: bytes) -> tuple[float, dict[str, Any]
         if status["state"] in ("done", "failed"):
             break
     assert status["state"] == "done", status
+    assert status["engine_start"] == engine_start, status
     done = time.perf_counter()
     client.get(f"/slice/{job_id}/result").raise_for_status()
     finished = time.perf_counter()
@@ -188,13 +236,17 @@ def _overhead(times: list[float], direct: list[float]) -> dict[str, float]:
 
 
 def _overhead_rounds(
-    client: httpx.Client, model: bytes, direct: Callable[[], float], runs: int
+    client: httpx.Client,
+    model: bytes,
+    direct: Callable[[], float],
+    runs: int,
+    engine_start: str = "standby",
 ) -> dict[str, Any]:
-    direct()
+    direct(), slice_job(client, model, engine_start)  # warm the page cache and the service
     direct_times, job_times = [], []
     for _ in range(runs):
         direct_times.append(direct())
-        job_times.append(slice_job(client, model)[0])
+        job_times.append(slice_job(client, model, engine_start)[0])
     return {
         "direct_engine": _stats(direct_times),
         "service_slice_job": _overhead(job_times, direct_times),

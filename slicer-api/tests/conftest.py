@@ -7,7 +7,6 @@ import json
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from pantheon_devtools.farm_run import wait_http
 from slicer_api.__main__ import build
 from slicer_api.adapters.engine import EngineMissing, ensure_engine
 from slicer_api.settings import Settings
@@ -135,16 +135,10 @@ def service(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("slicer-api did not answer /healthz within 20 s")
-        time.sleep(0.05)
+    try:
+        wait_http(f"{url}/healthz", 20, "slicer-api")
+    except RuntimeError as err:
+        pytest.fail(str(err))
     yield Service(url, work_dir, store_dir)
     server.should_exit = True
     thread.join(15)

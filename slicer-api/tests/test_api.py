@@ -90,6 +90,19 @@ def test_sliced_package_is_a_bambu_gcode_3mf(
     assert text.rstrip().endswith("; EXECUTABLE_BLOCK_END")
 
 
+def test_standby_engines_slice_the_jobs(
+    sliced: dict[str, tuple[dict[str, Any], bytes]], client: httpx.Client
+) -> None:
+    """The service keeps engines started ahead (SLICER_STANDBY_ENGINES, default 2): the first
+    two of the four jobs queued at once get one; the others may find their replacement still
+    loading, and use it then (or a cold one), never failing for it."""
+    starts = [sliced[key][0]["engine_start"] for key in ("cube", "cylinder", "two_cubes", "step")]
+    assert starts[:2] == ["standby", "standby"]
+    assert set(starts) <= {"standby", "cold"}
+    metrics = client.get("/metrics").text
+    assert 'slicer_engine_starts_total{start="standby"}' in metrics
+
+
 def test_packages_are_published_into_the_farm_gcode_store(
     sliced: dict[str, tuple[dict[str, Any], bytes]], service: Service
 ) -> None:

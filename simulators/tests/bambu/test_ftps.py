@@ -100,6 +100,23 @@ def test_second_concurrent_transfer_gets_425_and_rate_limit_slows(
         farm.set_faults(17, FaultSettings())
 
 
+@pytest.mark.parametrize("printer_id", [17, 31])  # P1 (pyftpdlib's NLST), X1 (our own)
+@pytest.mark.parametrize("command", ["RETR no-such-file.3mf", "LIST no-such", "NLST no-such"])
+def test_a_failed_transfer_command_frees_the_slot_at_once(
+    ftps: Callable[[int], ImplicitFtpsClient], printer_id: int, command: str
+) -> None:
+    """A transfer command that fails (550) before its data channel is connected holds no slot:
+    another connection transfers right away while the first stays open, passive port and all."""
+    first, second = ftps(printer_id), ftps(printer_id)
+    first.voidcmd("TYPE I")
+    first.sendcmd("PASV")  # a passive port offered, never connected
+    with pytest.raises(ftplib.error_perm, match="550"):
+        first.sendcmd(command)
+    assert second.upload(b"c" * 1000, "after-550.bin") == 1000
+    second.delete("after-550.bin")
+    first.voidcmd("NOOP")  # the first connection is still there
+
+
 def _stor(client: ImplicitFtpsClient, name: str, data: bytes) -> str:
     """STOR ``data`` and return the final reply, whatever its code."""
     client.voidcmd("TYPE I")

@@ -44,6 +44,7 @@ def build(settings: Settings) -> FastAPI:
             binary,
             catalog,
             ProcessLimits(settings.slicer_engine_memory_mb, settings.slicer_engine_cpu_s),
+            standby=settings.slicer_standby_engines,
         ),
         rates=load_rates(settings),
         pantheon=PantheonClient(

@@ -105,6 +105,8 @@ class Job:
     store_name: str | None = None
     """Name of the package in the farm's G-code store, once published there."""
     timings: dict[str, float] = field(default_factory=dict)
+    engine_start: str | None = None
+    """How the engine that sliced it started: "standby" (ahead of the job) or "cold"."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def set_state(self, state: JobState) -> None:
@@ -150,6 +152,7 @@ class Job:
             },
             "pantheon": self.pantheon_result or None,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "engine_start": self.engine_start,
         }
 
 
@@ -208,6 +211,12 @@ class SlicerService:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
             registry=registry,
         )
+        self._m_engine_starts = Counter(
+            "slicer_engine_starts",
+            "Engine processes that sliced, by start: standby (started ahead) or cold.",
+            ["start"],
+            registry=registry,
+        )
         self._m_queue = Gauge("slicer_queue_depth", "Jobs waiting.", registry=registry)
         self._m_quotes = Counter(
             "slicer_quotes", "Quotes answered, by mode.", ["mode"], registry=registry
@@ -220,6 +229,7 @@ class SlicerService:
     async def start(self) -> None:
         """Start the model parser, the workers and the expiry loop."""
         await asyncio.to_thread(self.prober.start)
+        await self.engine.open(self.work_root / "standby")
         for index in range(self._workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"slicer-worker-{index}"))
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="slicer-expiry"))
@@ -235,6 +245,7 @@ class SlicerService:
         for job in list(self.jobs.values()):
             self._remove_files(job)
         await asyncio.to_thread(self.prober.close)
+        await self.engine.close()
         if self._own_root:
             shutil.rmtree(self.work_root, ignore_errors=True)
 
@@ -459,6 +470,8 @@ class SlicerService:
             job.model.stl, engine_gcode, job.options, self._slice_timeout, progress
         )
         job.timings["engine"] = run.wall_s
+        job.engine_start = "standby" if run.standby else "cold"
+        self._m_engine_starts.labels(job.engine_start).inc()
         self._m_slice_seconds.observe(run.wall_s)
         job.set_state(JobState.PACKAGING)
         started = time.perf_counter()

@@ -135,34 +135,37 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
     def ftp_AUTH(self, line: str) -> None:  # noqa: N802 - pyftpdlib names
         self.respond("503 Already using TLS (implicit FTPS).")
 
-    def _take_slot(self) -> bool:
+    def _in_slot(self, command: Callable[..., Any], *args: Any) -> Any:
+        """Run a transfer command in the printer's one transfer slot (425 while another
+        connection holds it). A command that fails before any transfer (pyftpdlib returns
+        None: 550 no such file, 554 ...) gives the slot back at once; otherwise the data
+        channel frees it when it closes."""
         if self.gate.holder not in (None, self):
             self.respond("425 Can't open data connection.")
-            return False
+            return None
         self.gate.holder = self
-        return True
+        result = command(*args)
+        if result is None and self.gate.holder is self:
+            self.gate.holder = None
+        return result
 
     def ftp_STOR(self, file: str, mode: str = "w") -> Any:  # noqa: N802 - pyftpdlib names
-        if self._take_slot():
-            return super().ftp_STOR(file, mode)
-        return None
+        return self._in_slot(super().ftp_STOR, file, mode)
 
     def ftp_RETR(self, file: str) -> Any:  # noqa: N802 - pyftpdlib names
-        if self._take_slot():
-            return super().ftp_RETR(file)
-        return None
+        return self._in_slot(super().ftp_RETR, file)
 
     def ftp_LIST(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
-        if self._take_slot():
-            return super().ftp_LIST(path)
-        return None
+        return self._in_slot(super().ftp_LIST, path)
 
     def ftp_NLST(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
-        if not self._take_slot():
-            return None
         if not self.nlst_full_paths:
-            return super().ftp_NLST(path)
-        try:  # X1: every name as a path from the storage root
+            return self._in_slot(super().ftp_NLST, path)
+        return self._in_slot(self._nlst_full_paths, path)
+
+    def _nlst_full_paths(self, path: str) -> Any:
+        """X1: every name as a path from the storage root."""
+        try:
             if self.fs.isdir(path):
                 folder = self.fs.fs2ftp(path).rstrip("/")
                 names = sorted(self.run_as_current_user(self.fs.listdir, path))
@@ -178,9 +181,7 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
         return path
 
     def ftp_MLSD(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names
-        if self._take_slot():
-            return super().ftp_MLSD(path)
-        return None
+        return self._in_slot(super().ftp_MLSD, path)
 
     def close(self) -> None:
         if getattr(self, "gate", None) is not None and self.gate.holder is self:

@@ -1,33 +1,35 @@
 """PrusaSlicer's command line as a subprocess: install, STEP conversion, slicing.
 
-Each run gets its own process group (killed whole on timeout), resource limits (limits.py),
-a minimal environment (no DISPLAY: the CLI is headless) and its job folder as HOME and cwd.
+A slice runs in a standby engine when one is ready (standby.py), else in an engine started
+for it (a cold one); both get the same command line and one profile file merged from the
+printer, quality and material profiles and the job's overrides.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import itertools
 import logging
 import os
-import re
 import shutil
-import signal
 import subprocess
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from slicer_api.adapters.limits import ProcessLimits
+from slicer_api.adapters.process import EngineRun, collect, reason, spawn
+from slicer_api.adapters.standby import StandbyEngine
 from slicer_api.domain.jobs import SliceOptions
-from slicer_api.domain.profiles import Catalog
+from slicer_api.domain.profiles import Catalog, parse_ini, render_ini
 from slicer_api.errors import EngineFailed, EngineMissing
 
 log = logging.getLogger(__name__)
 
 DEBIAN_PACKAGE = "prusa-slicer"
-_PROGRESS = re.compile(r"^(\d{1,3}) => ")
-_MAX_STDERR = 64 * 1024
+STANDBY_READY_TIMEOUT_S = 30.0
+"""How long a slice waits for a standby engine that is still starting (then: a cold one)."""
 
 
 def find_engine(binary: str) -> str | None:
@@ -91,39 +93,46 @@ def ensure_engine(binary: str, *, install: bool) -> str:
     return found
 
 
-@dataclass(frozen=True)
-class EngineRun:
-    """Outcome of one engine process."""
-
-    returncode: int
-    stderr: str
-    wall_s: float
-
-
 class Engine:
-    """Runs PrusaSlicer with the repository's profiles."""
+    """Runs PrusaSlicer with the repository's profiles; keeps ``standby`` engines ready."""
 
-    def __init__(self, binary: str, catalog: Catalog, limits: ProcessLimits) -> None:
+    def __init__(
+        self, binary: str, catalog: Catalog, limits: ProcessLimits, *, standby: int = 0
+    ) -> None:
         self.binary = binary
         self.catalog = catalog
         self.limits = limits
+        self.standby = standby
+        self._profiles: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+        self._standby_root: Path | None = None
+        self._ready: list[StandbyEngine] = []
+        self._starting = 0
+        self._background: set[asyncio.Task[None]] = set()  # standbys starting or being stopped
+        self._names = itertools.count()
 
-    def slice_args(self, model: Path, gcode: Path, options: SliceOptions) -> list[str]:
+    # ------------------------------------------------------------------ command line
+    def profile(self, options: SliceOptions) -> str:
+        """The one ini a slice loads: printer, quality, material, then the job's settings."""
+        key = (options.printer_model, options.quality, options.material)
+        if key not in self._profiles:
+            files = (
+                self.catalog.printers[options.printer_model].ini,
+                self.catalog.qualities[options.quality].ini,
+                self.catalog.materials[options.material].ini,
+            )
+            self._profiles[key] = [parse_ini(Path(f).read_text()) for f in files]
+        return render_ini([*self._profiles[key], options.settings()])
+
+    def slice_args(
+        self, model: Path, gcode: Path, profile: Path, centre: tuple[float, float]
+    ) -> list[str]:
         """The exact command line of a slice (also used by the benchmark)."""
-        printer = self.catalog.printers[options.printer_model]
-        quality = self.catalog.qualities[options.quality]
-        material = self.catalog.materials[options.material]
-        cx, cy = printer.centre
+        cx, cy = centre
         return [
             self.binary,
             "--loglevel=1",
             "--load",
-            printer.ini,
-            "--load",
-            quality.ini,
-            "--load",
-            material.ini,
-            *options.overrides(),
+            str(profile),
             "--center",
             f"{cx:g},{cy:g}",
             "--export-gcode",
@@ -132,6 +141,7 @@ class Engine:
             str(model),
         ]
 
+    # ------------------------------------------------------------------ slicing
     async def slice(
         self,
         model: Path,
@@ -141,11 +151,27 @@ class Engine:
         on_progress: Callable[[int], None] | None = None,
     ) -> EngineRun:
         """Slice ``model`` into ``gcode``; EngineFailed with the engine's message on failure."""
-        run = await self.run(
-            self.slice_args(model, gcode, options), gcode.parent, timeout_s, on_progress
-        )
+        profile = self.profile(options)
+        centre = self.catalog.printers[options.printer_model].centre
+        run: EngineRun | None = None
+        standby = self._take_standby(centre)
+        if standby is not None:
+            run = await standby.slice(
+                model, gcode, profile, timeout_s, STANDBY_READY_TIMEOUT_S, on_progress
+            )
+        if run is None:
+            profile_file = gcode.parent / "profile.ini"
+            profile_file.write_text(profile)
+            run = await self.run(
+                self.slice_args(model, gcode, profile_file, centre),
+                gcode.parent,
+                timeout_s,
+                on_progress,
+            )
+            profile_file.unlink(missing_ok=True)
+        self._start_standbys(centre)
         if run.returncode != 0 or not gcode.is_file():
-            raise EngineFailed(f"the engine could not slice the model: {_reason(run)}")
+            raise EngineFailed(f"the engine could not slice the model: {reason(run)}")
         return run
 
     async def step_to_stl(self, step: Path, stl: Path, timeout_s: float) -> EngineRun:
@@ -153,7 +179,7 @@ class Engine:
         args = [self.binary, "--loglevel=1", "--export-stl", "-o", str(stl), str(step)]
         run = await self.run(args, stl.parent, timeout_s)
         if run.returncode != 0 or not stl.is_file():
-            raise EngineFailed(f"the STEP file cannot be read: {_reason(run)}")
+            raise EngineFailed(f"the STEP file cannot be read: {reason(run)}")
         return run
 
     async def run(
@@ -163,85 +189,84 @@ class Engine:
         timeout_s: float,
         on_progress: Callable[[int], None] | None = None,
     ) -> EngineRun:
-        """Run one engine process with the limits; kills its whole group on timeout."""
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(cwd),
-            "LC_ALL": "C.UTF-8",
-            "TMPDIR": str(cwd),
-            # glibc reserves 64 MB of address space per malloc arena and thread; fewer arenas
-            # keep the RLIMIT_AS cap about real memory, not reservations.
-            "MALLOC_ARENA_MAX": "2",
-        }
+        """Start one engine process with the limits and wait for it (group killed on timeout)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        prefix = self.limits.prlimit_prefix()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *(prefix or []),
-                *args,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                preexec_fn=None if prefix else self.limits.preexec(),
-                start_new_session=True,
-            )
-        except OSError as err:
-            raise EngineMissing(f"cannot start the engine {args[0]!r}: {err}") from err
-        stderr_parts: list[bytes] = []
-
-        async def read_stdout() -> None:
-            assert process.stdout is not None
-            async for raw in process.stdout:
-                match = _PROGRESS.match(raw.decode(errors="replace"))
-                if match and on_progress is not None:
-                    on_progress(int(match.group(1)))
-
-        async def read_stderr() -> None:
-            assert process.stderr is not None
-            size = 0
-            while chunk := await process.stderr.read(65536):
-                if size < _MAX_STDERR:
-                    stderr_parts.append(chunk)
-                size += len(chunk)
-
-        try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.gather(read_stdout(), read_stderr())
-                returncode = await process.wait()
-        except TimeoutError as err:
-            _kill_group(process.pid)
-            await process.wait()
-            raise EngineFailed(
-                f"the engine took longer than {timeout_s:g} s and was stopped"
-            ) from err
-        except asyncio.CancelledError:
-            _kill_group(process.pid)
-            with contextlib.suppress(Exception):
-                await process.wait()
-            raise
-        stderr = b"".join(stderr_parts).decode(errors="replace")
-        if returncode < 0:
-            stderr += f"\nkilled by signal {signal.Signals(-returncode).name} (resource limit?)"
+        process = await spawn(args, cwd, self.limits)
+        returncode, stderr = await collect(process, timeout_s, on_progress)
         return EngineRun(returncode, stderr, loop.time() - started)
 
+    # ------------------------------------------------------------------ standby engines
+    async def open(self, standby_root: Path) -> None:
+        """Start the standby engines in ``standby_root`` (emptied first: leftovers of an
+        earlier process), centred for the most common printer bed."""
+        if self.standby == 0:
+            return
+        await asyncio.to_thread(shutil.rmtree, standby_root, True)
+        standby_root.mkdir(parents=True, mode=0o700)
+        self._standby_root = standby_root
+        centres = collections.Counter(p.centre for p in self.catalog.printers.values())
+        if centres:
+            self._start_standbys(centres.most_common(1)[0][0])
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    async def close(self) -> None:
+        """Stop every standby engine and remove their folders."""
+        root, self._standby_root = self._standby_root, None
+        # start-ups end in milliseconds (they only spawn) and then see the pool closed
+        await asyncio.gather(*self._background, return_exceptions=True)
+        ready, self._ready = self._ready, []
+        for standby in ready:
+            await standby.discard()
+        if root is not None:
+            await asyncio.to_thread(shutil.rmtree, root, True)
 
+    @property
+    def standby_count(self) -> int:
+        """Standby engines started and not yet used (some may still be loading)."""
+        return len(self._ready)
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+    def _take_standby(self, centre: tuple[float, float]) -> StandbyEngine | None:
+        for standby in self._ready:
+            if standby.centre == centre and standby.alive:
+                self._ready.remove(standby)
+                return standby
+        if self._ready:  # none fits this bed: the oldest makes room for one that does
+            self._in_background(self._ready.pop(0).discard())
+        return None
 
+    def _start_standbys(self, centre: tuple[float, float]) -> None:
+        if self._standby_root is None:
+            return
+        for standby in [s for s in self._ready if not s.alive]:
+            self._ready.remove(standby)
+            self._in_background(standby.discard())
+        for _ in range(self.standby - len(self._ready) - self._starting):
+            self._starting += 1
+            self._in_background(self._add_standby(centre))
 
-def _reason(run: EngineRun) -> str:
-    """The engine's last meaningful stderr lines, without colour codes and trace noise."""
-    lines = [
-        _ANSI.sub("", line).strip(" *")
-        for line in run.stderr.splitlines()
-        if line.strip() and "[trace]" not in line
-    ]
-    text = "; ".join(lines[-3:]) or f"exit code {run.returncode}"
-    return text[:500]
+    async def _add_standby(self, centre: tuple[float, float]) -> None:
+        try:
+            root = self._standby_root
+            if root is None:
+                return
+            try:
+                standby = await StandbyEngine.start(
+                    lambda model, gcode, profile: self.slice_args(model, gcode, profile, centre),
+                    root / f"{os.getpid()}-{next(self._names)}",
+                    centre,
+                    self.limits,
+                )
+            except (OSError, EngineMissing) as err:
+                log.warning("cannot start a standby engine: %s", err)
+                return
+            if self._standby_root is None:  # closed meanwhile
+                await standby.discard()
+            else:
+                self._ready.append(standby)
+        finally:
+            self._starting -= 1
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="engine-standby")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

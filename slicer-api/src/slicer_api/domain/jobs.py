@@ -49,13 +49,13 @@ class SliceOptions:
     supports: bool = False
     bed_type: BedType = BedType.TEXTURED_PEI
 
-    def overrides(self) -> list[str]:
-        """Command-line overrides after the three ``--load`` files."""
-        args: list[str] = []
+    def settings(self) -> dict[str, str]:
+        """Engine settings this job sets over its profiles (PrusaSlicer ini keys)."""
+        values: dict[str, str] = {}
         if self.infill is not None:
-            args += ["--fill-density", f"{round(self.infill * 100)}%"]
-        args.append("--support-material" if self.supports else "--no-support-material")
-        return args
+            values["fill_density"] = f"{round(self.infill * 100)}%"
+        values["support_material"] = "1" if self.supports else "0"
+        return values
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pantheon_contracts.beds import BedType
@@ -29,6 +30,15 @@ def parse_ini(text: str) -> dict[str, str]:
         if sep:
             values[key.strip()] = value.strip()
     return values
+
+
+def render_ini(layers: Sequence[Mapping[str, str]]) -> str:
+    """One PrusaSlicer ini from ``layers``, a later layer's key replacing an earlier one's:
+    what successive ``--load`` files and command-line options do."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        merged.update(layer)
+    return "".join(f"{key} = {value}\n" for key, value in merged.items())
 
 
 @dataclass(frozen=True)
