@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pantheon_contracts.beds import BedState
+from pantheon_contracts.beds import BedState, BedType
 from pantheon_contracts.store import PrinterBed, RobotTaskStatus
+from robot_arm_orchestrator.domain.plates import PlateView, hand_load_problem
 from robot_arm_orchestrator.domain.tasks import (
     ALLOWED,
     FINAL_STATUSES,
@@ -82,9 +83,9 @@ def test_homing_has_no_printer_and_no_bed() -> None:
         (S.PENDING, S.WAITING, Actor.SYSTEM, True),
         (S.PENDING, S.ABORTED, Actor.PERSON, True),
         (S.PENDING, S.ABORTED, Actor.SYSTEM, False),
-        (S.PENDING, S.DONE, Actor.PERSON, True),  # a take done by hand (dispatcher: takes only)
+        (S.PENDING, S.DONE, Actor.PERSON, True),  # done by hand (a take; a replace, plate named)
         (S.PENDING, S.DONE, Actor.SYSTEM, False),
-        (S.WAITING, S.DONE, Actor.PERSON, False),
+        (S.WAITING, S.DONE, Actor.PERSON, True),  # a replace done by hand, plate named
     ],
 )
 def test_transition_table(current: S, target: S, actor: Actor, allowed: bool) -> None:
@@ -227,16 +228,52 @@ def test_default_mqtt_client_id_follows_the_topic_prefix() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind", "allowed"),
+    ("status", "kind", "plate_named", "allowed"),
     [
-        (S.HELD, TaskKind.TAKE, True),
-        (S.HELD, TaskKind.REPLACE, True),
-        (S.PENDING, TaskKind.TAKE, True),  # the operator did it by hand
-        (S.PENDING, TaskKind.REPLACE, False),  # which plate went in is not known
-        (S.WAITING, TaskKind.REPLACE, False),
-        (S.SENT, TaskKind.TAKE, False),  # in flight: the robot will say
-        (S.DONE, TaskKind.TAKE, False),
+        (S.HELD, TaskKind.TAKE, False, True),
+        (S.HELD, TaskKind.REPLACE, False, True),
+        (S.PENDING, TaskKind.TAKE, False, True),  # the operator did it by hand
+        (S.PENDING, TaskKind.REPLACE, False, False),  # which plate went in is not known
+        (S.PENDING, TaskKind.REPLACE, True, True),  # ... unless the operator says it
+        (S.WAITING, TaskKind.REPLACE, False, False),
+        (S.WAITING, TaskKind.REPLACE, True, True),  # no clean plate: the operator cleaned one
+        (S.WAITING, TaskKind.TAKE, True, False),
+        (S.PENDING, TaskKind.HOMING, True, False),
+        (S.SENT, TaskKind.TAKE, False, False),  # in flight: the robot will say
+        (S.SENT, TaskKind.REPLACE, True, False),
+        (S.DONE, TaskKind.TAKE, False, False),
+        (S.DONE, TaskKind.REPLACE, True, False),
     ],
 )
-def test_what_a_person_may_mark_done(status: S, kind: TaskKind, allowed: bool) -> None:
-    assert person_may_mark_done(status, kind) is allowed
+def test_what_a_person_may_mark_done(
+    status: S, kind: TaskKind, plate_named: bool, allowed: bool
+) -> None:
+    assert person_may_mark_done(status, kind, plate_named=plate_named) is allowed
+    if allowed and status is not S.HELD:
+        assert can_transition(status, S.DONE, Actor.PERSON)
+
+
+@pytest.mark.parametrize(
+    ("plate", "problem"),
+    [
+        (None, "there is no plate 801"),
+        (PlateView(801, BedType.TEXTURED_PEI, BedState.CLEAN, "A", 1), None),
+        (PlateView(801, BedType.TEXTURED_PEI, BedState.CLEAN, "A", 1, "p:replace"), None),
+        (
+            PlateView(801, BedType.TEXTURED_PEI, BedState.CLEAN, "A", 1, "other:replace"),
+            "plate 801 is reserved for other:replace",
+        ),
+        (
+            PlateView(801, BedType.TEXTURED_PEI, BedState.WITH_PART, "A", 1),
+            "plate 801 is with_part, not clean",
+        ),
+        (
+            PlateView(801, BedType.SMOOTH_PEI, BedState.IN_PRINTER, "A", 1),
+            "plate 801 is in_printer, not clean",
+        ),
+    ],
+)
+def test_which_plate_an_operator_may_have_loaded(
+    plate: PlateView | None, problem: str | None
+) -> None:
+    assert hand_load_problem(plate, 801, "p:replace") == problem

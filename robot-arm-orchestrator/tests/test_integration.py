@@ -7,9 +7,11 @@ crash tests kill it exactly as ``kill -9`` would (its crash points SIGKILL the p
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from pymongo.database import Database
 
@@ -340,7 +342,6 @@ def test_api_needs_the_token_and_pauses_dispatching(
 ) -> None:
     """Health and metrics are open; everything else needs the service token. A pause keeps
     recorded tasks pending; resume sends them."""
-    import httpx
 
     sim = robot_sim_factory()
     orch = orchestrator_factory().start()
@@ -431,4 +432,67 @@ def test_a_take_done_by_hand_moves_the_plate_home_and_the_robot_only_replaces(
     wait_until("the replace", all_done(orch, 2))
     assert [(m[0], m[1]) for m in motions(sim)] == [("replace", 14)]
     assert [job["take_from_printer"] for job in job_watcher.jobs] == [False]
+    assert_inventory_matches(farm_db, sim.world)
+
+
+def test_a_swap_done_by_hand_names_the_plate_loaded_and_the_robot_never_moves(
+    farm_db: Db,
+    robot_sim_factory: Callable[..., RobotArmSim],
+    orchestrator_factory: Callable[..., Orchestrator],
+    job_watcher: JobWatcher,
+    publisher: AmqpPublisher,
+) -> None:
+    """The robot is down; an operator swaps printer 14's plate by hand: takes 804 out (done on
+    the take), loads a clean plate of their choice and says which (done with bed_id on the
+    replace). The inventory follows each step; what does not fit it is refused with a reason."""
+    sim = robot_sim_factory()
+    orch = orchestrator_factory().start()
+    orch.api("POST", "/dispatch/pause", json={"reason": "robot down"})
+    publisher.publish(READY_QUEUE, b"14", message_id="print-14-1")
+    wait_until("recorded", lambda: len(orch.tasks(status="pending")) == 2)
+    take = orch.tasks(kind="take")[0]["id"]
+    replace = orch.tasks(kind="replace")[0]["id"]
+    clean = sorted(d["_id"] for d in farm_db.beds.find({"type": "textured_pei", "state": "clean"}))
+    loaded = clean[-1]  # any clean plate will do, not only the one the robot would fetch
+
+    def resolve(task_id: str, **body: Any) -> httpx.Response:
+        return orch.api("POST", f"/tasks/{task_id}/resolve", json={"action": "done", **body})
+
+    # refused: the plate is not named; named on a take; the take not recorded yet
+    assert "bed_id" in resolve(replace).json()["detail"]
+    assert resolve(take, bed_id=loaded).status_code == 422
+    early = resolve(replace, bed_id=loaded)
+    assert early.status_code == 409
+    assert "holds plate 804" in early.json()["detail"]
+
+    assert resolve(take).json()["status"] == "done"
+    dirty = resolve(replace, bed_id=804)  # the plate just taken out, part still on it
+    assert dirty.status_code == 409
+    assert "with_part, not clean" in dirty.json()["detail"]
+    unknown = resolve(replace, bed_id=99_999)
+    assert unknown.status_code == 409
+    assert "no plate 99999" in unknown.json()["detail"]
+
+    done = resolve(replace, bed_id=loaded)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "done"
+    assert done.json()["bed_id"] == loaded
+    printer = farm_db.printers.find_one({"_id": 14})
+    assert printer is not None
+    assert printer["bed"] == {"bed_id": loaded, "state": "in_printer"}
+    bed = farm_db.beds.find_one({"_id": loaded})
+    assert bed is not None
+    assert bed["state"] == "in_printer"
+    assert bed["location"]["printer_id"] == 14
+    assert not bed.get("reserved_for")
+    assert farm_db.beds.count_documents({"reserved_for": replace}) == 0
+    assert resolve(replace, bed_id=loaded).status_code == 409  # done is final
+
+    # the operator's hands, as the robot simulator's world
+    plates = {int(p): b for p, b in sim.world["printers"].items() if int(p) != 14}
+    sim.set_world({**plates, 14: loaded})
+    orch.api("POST", "/dispatch/resume")
+    time.sleep(1.0)
+    assert motions(sim) == []
+    assert job_watcher.jobs == []
     assert_inventory_matches(farm_db, sim.world)

@@ -95,6 +95,14 @@ def test_robot_control_panel_and_utilization_proxies(api: Api) -> None:
         "/api/robot/tasks/abc:take/resolve", json={"action": "retry"}, headers=operator
     )
     assert r.status_code == 200
+    # a replace done by hand names the plate loaded: passed on to the orchestrator as is
+    r = api.client.post(
+        "/api/robot/tasks/abc:take/resolve",
+        json={"action": "done", "bed_id": 831},
+        headers=operator,
+    )
+    assert r.status_code == 200
+    assert json.loads(api.calls[-1][2]) == {"action": "done", "note": "", "bed_id": 831}
     r = api.client.post(
         "/api/robot/tasks/missing/resolve", json={"action": "done"}, headers=operator
     )

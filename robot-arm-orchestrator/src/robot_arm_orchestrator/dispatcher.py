@@ -34,6 +34,7 @@ from robot_arm_orchestrator.domain.homing import due_homing_slot
 from robot_arm_orchestrator.domain.plates import (
     PrinterPlace,
     bed_type_for_next_job,
+    hand_load_problem,
     plate_candidates,
 )
 from robot_arm_orchestrator.domain.tasks import (
@@ -491,9 +492,14 @@ class Dispatcher:
             self._store.apply_replace(job.printer_id, job.bed_id)
 
     # -- a person's decisions ----------------------------------------------------------------
-    def resolve(self, task_id: str, action: Resolution, note: str = "") -> dict[str, object]:
-        """Apply a person's decision to a task: done for a held task or a pending take (the
-        operator took the plate out by hand), retry for a held task, abort for any open one."""
+    def resolve(
+        self, task_id: str, action: Resolution, note: str = "", bed_id: int | None = None
+    ) -> dict[str, object]:
+        """Apply a person's decision to a task: done for a held task, a pending take (the
+        operator took the plate out by hand) or a pending or waiting replace (the operator
+        loaded plate ``bed_id`` by hand), retry for a held task, abort for any open one."""
+        if bed_id is not None and action is not Resolution.DONE:
+            raise ResolveError("bed_id goes with done (the plate loaded by hand)", 422)
         with self._lock:
             doc = self._store.get(task_id)
             if doc is None:
@@ -503,23 +509,7 @@ class Dispatcher:
             why = note or f"{action.value} by a person"
             try:
                 if action is Resolution.DONE:
-                    if not person_may_mark_done(status, kind):
-                        raise ResolveError(
-                            f"task {task_id} is a {status} {kind}: done is for a held task, "
-                            "or a pending take an operator did by hand",
-                            409,
-                        )
-                    printer_id, bed_id = doc.get("printer_id"), doc.get("bed_id")
-                    if printer_id is not None and bed_id is not None:
-                        job = (
-                            RobotJob.take(int(str(printer_id)), int(str(bed_id)))
-                            if kind is TaskKind.TAKE
-                            else RobotJob.replace(int(str(printer_id)), int(str(bed_id)))
-                        )
-                        self._complete(doc, kind, job)
-                    new = self._store.move(
-                        task_id, status, RobotTaskStatus.DONE, Actor.PERSON, note=why
-                    )
+                    new = self._done_by_person(doc, status, kind, why, bed_id)
                 elif action is Resolution.RETRY:
                     if status is not RobotTaskStatus.HELD:
                         raise ResolveError(f"task {task_id} is {status}, not held", 409)
@@ -545,6 +535,55 @@ class Dispatcher:
         self._metrics.finished.labels(kind.value, str(new["status"])).inc()
         self.nudge()
         return new
+
+    def _done_by_person(
+        self,
+        doc: Document,
+        status: RobotTaskStatus,
+        kind: TaskKind,
+        why: str,
+        loaded: int | None,
+    ) -> dict[str, object]:
+        """A person says the motion happened: record its effect on the plates, then done."""
+        task_id = str(doc["_id"])
+        if loaded is not None and kind is not TaskKind.REPLACE:
+            raise ResolveError(f"bed_id names the plate a replace loaded; not for a {kind}", 422)
+        if not person_may_mark_done(status, kind, plate_named=loaded is not None):
+            raise ResolveError(
+                f"task {task_id} is a {status} {kind}: done is for a held task, a pending take "
+                "an operator did by hand, or a pending or waiting replace an operator did by "
+                'hand with the plate they loaded ({"action": "done", "bed_id": N})',
+                409,
+            )
+        printer_id, bed_id = doc.get("printer_id"), doc.get("bed_id")
+        extra: dict[str, object] = {}
+        if loaded is not None and printer_id is not None:
+            self._check_hand_load(task_id, int(str(printer_id)), loaded)
+            self._store.release_plate(task_id)  # a plate reserved for it stays in the rack
+            bed_id, extra = loaded, {"bed_id": loaded, "error": None}
+        if printer_id is not None and bed_id is not None:
+            job = (
+                RobotJob.take(int(str(printer_id)), int(str(bed_id)))
+                if kind is TaskKind.TAKE
+                else RobotJob.replace(int(str(printer_id)), int(str(bed_id)))
+            )
+            self._complete(doc, kind, job)
+        return self._store.move(
+            task_id, status, RobotTaskStatus.DONE, Actor.PERSON, note=why, extra=extra
+        )
+
+    def _check_hand_load(self, task_id: str, printer_id: int, bed_id: int) -> None:
+        """409 unless the inventory agrees: the printer is empty and the plate could go in."""
+        printer = self._store.printer(printer_id)
+        if printer is not None and printer.bed is not None:
+            raise ResolveError(
+                f"MongoDB says printer {printer_id} holds plate {printer.bed.bed_id}: "
+                "mark its take done first",
+                409,
+            )
+        problem = hand_load_problem(self._store.plate(bed_id), bed_id, task_id)
+        if problem is not None:
+            raise ResolveError(problem, 409)
 
     def _abort_replace_of(self, print_id: str, why: str) -> None:
         replace_id = task_id_for(print_id, TaskKind.REPLACE)

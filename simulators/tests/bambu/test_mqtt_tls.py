@@ -113,3 +113,56 @@ def test_tls_is_capped_at_1_2(farm: BambuSimFarm) -> None:
         pytest.raises(ssl.SSLError),
     ):
         ctx.wrap_socket(raw)
+
+
+@pytest.mark.parametrize(("printer_id", "dropped"), [(15, True), (31, False)])
+def test_subscribing_to_requests_drops_the_client_on_p1_not_on_x1(
+    farm: BambuSimFarm, reset: Callable[[int], None], printer_id: int, dropped: bool
+) -> None:
+    """Section 11.4: on P1/A1 a client that subscribes to ``.../request`` loses its connection;
+    X1 refuses the subscription and keeps the client. A well-behaved client on the same printer
+    keeps receiving reports either way."""
+    reset(printer_id)
+    ep = farm.endpoint(printer_id)
+
+    def client(client_id: str) -> tuple[paho.Client, list[str], list[bytes]]:
+        events: list[str] = []
+        reports: list[bytes] = []
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
+        c.tls_set_context(printer_tls_context(ep.ca_file))
+        c.username_pw_set("bblp", ep.access_code)
+        c.on_connect = lambda cl, u, f, rc, p: events.append("connected")
+        c.on_disconnect = lambda cl, u, f, rc, p: events.append("disconnected")
+        c.on_subscribe = lambda cl, u, mid, codes, p: events.append(f"suback {codes[0]}")
+        c.on_message = lambda cl, u, m: reports.append(m.payload)
+        c.reconnect_delay_set(30, 30)  # a dropped client stays dropped during the test
+        c.connect(ep.host, ep.mqtt_port)
+        c.loop_start()
+        return c, events, reports
+
+    def wait(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    good, good_events, reports = client(f"good-{printer_id}")
+    nosy, events, _ = client(f"nosy {printer_id}")  # a client id with a space, too
+    try:
+        wait(lambda: "connected" in good_events and "connected" in events, "both connected")
+        good.subscribe(ep.report_topic)
+        nosy.subscribe(ep.request_topic)
+        if dropped:
+            wait(lambda: "disconnected" in events, "the nosy client dropped")
+        else:
+            wait(lambda: any(e.startswith("suback") for e in events), "the SUBACK")
+            time.sleep(1.0)
+            assert "disconnected" not in events
+            assert nosy.is_connected()
+        reports.clear()
+        wait(lambda: bool(reports), "a report to the well-behaved client")
+        assert "disconnected" not in good_events
+    finally:
+        for c in (good, nosy):
+            c.disconnect()
+            c.loop_stop()

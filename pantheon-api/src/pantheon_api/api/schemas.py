@@ -304,6 +304,9 @@ class ResolveIn(BaseModel):
     model_config = _IN
     action: Literal["done", "retry", "abort"]
     note: str = Field(default="", max_length=500)
+    bed_id: int | None = Field(
+        default=None, description="done on a replace an operator did by hand: the plate loaded"
+    )
 
 
 class PauseIn(BaseModel):

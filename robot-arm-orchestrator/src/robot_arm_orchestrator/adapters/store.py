@@ -89,6 +89,21 @@ def _int_or_none(value: object) -> int | None:
     return int(str(value))
 
 
+def _plate_view(doc: Mapping[str, Any]) -> PlateView | None:
+    home = doc.get("home") or {}
+    try:
+        return PlateView(
+            bed_id=int(str(doc["_id"])),
+            type=BedType(doc["type"]),
+            state=BedState(doc["state"]),
+            rack=str(home.get("rack")),
+            slot=int(home.get("slot", 0)),
+            reserved_for=doc.get("reserved_for") or None,
+        )
+    except (KeyError, ValueError):
+        return None
+
+
 def task_view(doc: Mapping[str, Any]) -> TaskView:
     """The dispatcher's view of a task document."""
     return TaskView(
@@ -370,23 +385,12 @@ class TaskStore:
             list,
             self.beds.find({"state": BedState.CLEAN.value, "type": bed_type.value}),
         )
-        plates = []
-        for doc in docs:
-            home = doc.get("home") or {}
-            try:
-                plates.append(
-                    PlateView(
-                        bed_id=int(str(doc["_id"])),
-                        type=BedType(doc["type"]),
-                        state=BedState(doc["state"]),
-                        rack=str(home.get("rack")),
-                        slot=int(home.get("slot", 0)),
-                        reserved_for=doc.get("reserved_for") or None,
-                    )
-                )
-            except (KeyError, ValueError):
-                continue
-        return plates
+        return [plate for doc in docs if (plate := _plate_view(doc)) is not None]
+
+    def plate(self, bed_id: int) -> PlateView | None:
+        """One plate, or None (unknown, or a document this service cannot read)."""
+        doc = self._call("reading a plate", self.beds.find_one, {"_id": bed_id})
+        return None if doc is None else _plate_view(doc)
 
     def reserved_plate(self, task_id: str) -> int | None:
         """The plate already reserved for ``task_id`` (after a crash), if any."""

@@ -61,6 +61,10 @@ class ResolveIn(BaseModel):
 
     action: Resolution = Field(description="done: it happened; retry: send again; abort")
     note: str = Field(default="", max_length=500, description="why (kept in the history)")
+    bed_id: int | None = Field(
+        default=None,
+        description="done on a pending or waiting replace: the clean plate loaded by hand",
+    )
 
 
 class PauseIn(BaseModel):
@@ -161,11 +165,14 @@ def create_app(
     def resolve(task_id: str, body: ResolveIn) -> TaskOut:
         """A person's decision: ``done`` (the motion happened; the plate inventory is updated),
         ``retry`` (send it again, once), ``abort`` (drop it; a take's replace goes with it).
-        done for held tasks and for a pending take the operator did by hand (the plate is out
-        of the printer, back in its slot with its part; the replace follows as usual); retry
-        only for held tasks; abort also for pending or waiting ones."""
+        done for held tasks, for a pending take the operator did by hand (the plate is out
+        of the printer, back in its slot with its part; the replace follows as usual) and for
+        a pending or waiting replace the operator did by hand, with ``bed_id`` = the clean plate
+        they loaded (the printer must be empty in the inventory, the plate clean and not
+        reserved for another replace); retry only for held tasks; abort also for pending or
+        waiting ones."""
         try:
-            doc = _store_call(dispatcher.resolve, task_id, body.action, body.note)
+            doc = _store_call(dispatcher.resolve, task_id, body.action, body.note, body.bed_id)
         except ResolveError as err:
             raise HTTPException(err.status, str(err)) from err
         return task_out(doc)

@@ -83,3 +83,16 @@ def plate_candidates(
         if p.type is bed_type and p.state is BedState.CLEAN and p.reserved_for is None
     ]
     return sorted(usable, key=lambda p: plate_distance(p, printer, rack_rows))
+
+
+def hand_load_problem(plate: PlateView | None, bed_id: int, task_id: str) -> str | None:
+    """Why plate ``bed_id`` cannot be the one an operator loaded by hand for replace
+    ``task_id``, or None: it must exist, be clean (in its rack: a plate in a printer is
+    ``in_printer``) and not be reserved for another replace."""
+    if plate is None:
+        return f"there is no plate {bed_id}"
+    if plate.state is not BedState.CLEAN:
+        return f"plate {bed_id} is {plate.state.value}, not clean"
+    if plate.reserved_for not in (None, task_id):
+        return f"plate {bed_id} is reserved for {plate.reserved_for}"
+    return None

@@ -8,6 +8,8 @@ A task is one robot motion (take, replace or homing). Its life cycle (``robot_ta
     pending --(system: interlock failed, e.g. wrong plate in the printer)--> held
     pending --(system: impossible before anything moved)--> failed
     held --(person: done)--> done
+    pending --(person: done, a take, or a replace naming the plate loaded)--> done
+    waiting --(person: done, a replace naming the plate loaded)--> done
     held --(person: retry)--> pending
     held --(person: abort)--> aborted
     pending|waiting --(person: abort)--> aborted
@@ -66,9 +68,10 @@ ALLOWED: Final[frozenset[tuple[RobotTaskStatus, RobotTaskStatus, Actor]]] = froz
         (_S.HELD, _S.PENDING, Actor.PERSON),
         (_S.HELD, _S.ABORTED, Actor.PERSON),
         (_S.PENDING, _S.ABORTED, Actor.PERSON),
-        # An operator took the plate out by hand before the robot was sent (takes only: the
-        # dispatcher refuses it for a replace, whose plate is chosen when it is sent).
+        # An operator did the motion by hand before the robot was sent: took the plate out, or
+        # loaded a clean plate, saying which (person_may_mark_done).
         (_S.PENDING, _S.DONE, Actor.PERSON),
+        (_S.WAITING, _S.DONE, Actor.PERSON),
         (_S.WAITING, _S.ABORTED, Actor.PERSON),
     }
 )
@@ -101,21 +104,29 @@ class Resolution(StrEnum):
     """What a person decides for a held task (POST /tasks/{id}/resolve)."""
 
     DONE = "done"
-    """The motion happened (a held task), or a person did a pending take by hand: apply its
-    effect on the plate inventory."""
+    """The motion happened (a held task), or a person did it by hand (a pending take; a pending
+    or waiting replace, naming the plate they loaded): apply its effect on the plate
+    inventory."""
     RETRY = "retry"
     """Send the motion again (a new job id), by this decision only."""
     ABORT = "abort"
     """Drop the task (a take's replace is aborted with it)."""
 
 
-def person_may_mark_done(status: RobotTaskStatus, kind: TaskKind) -> bool:
+def person_may_mark_done(
+    status: RobotTaskStatus, kind: TaskKind, *, plate_named: bool = False
+) -> bool:
     """A person may say a task happened: a held one (the robot did it, or not: they checked),
-    or a pending take they did by hand. Not a pending replace: its plate is only chosen when
-    it is sent, so "done" would not say which plate went in."""
-    return status is RobotTaskStatus.HELD or (
-        status is RobotTaskStatus.PENDING and kind is TaskKind.TAKE
-    )
+    a pending take they did by hand, or a pending or waiting replace they did by hand when they
+    name the plate they loaded (``plate_named``): a replace's plate is only chosen when it is
+    sent, so a bare "done" would not say which plate went in."""
+    if status is RobotTaskStatus.HELD:
+        return True
+    if kind is TaskKind.TAKE:
+        return status is RobotTaskStatus.PENDING
+    if kind is TaskKind.REPLACE:
+        return plate_named and status in (RobotTaskStatus.PENDING, RobotTaskStatus.WAITING)
+    return False
 
 
 RESOLUTION_TARGET: Final = {

@@ -369,6 +369,7 @@ class BambuSimFarm:
             topic_prefix=self.config.topic_prefix,
             max_clients=spec.max_clients or profile.max_clients,
             directory=base / "mqtt",
+            drop_request_subscribers=profile.drops_request_subscribers,
         )
         pid = spec.id
         endpoint = MqttEndpoint(

@@ -6,6 +6,12 @@ read ``device/+/report`` and write ``device/+/request``, a connection cap) and a
 that only the simulator uses. TLS is capped at 1.2 through a private OpenSSL config, because
 mosquitto 2.0's ``tls_version tlsv1.2`` is a floor, not a cap. The broker's notice log is
 published on ``$SYS/broker/log/N``; the simulator reads it to see clients (re)connect.
+
+P1/A1 drop a client that subscribes to a request topic (protocol doc 11.4). The ACL refuses
+the subscription; for those models the broker also logs subscriptions (``$SYS/broker/log/M/
+subscribe``), and the simulator then connects on its own socket with the offender's client id:
+the broker closes the older connection with that id (MQTT session takeover), and the
+simulator's stand-in disconnects at once.
 """
 
 import contextlib
@@ -65,6 +71,8 @@ class BrokerSettings:
     max_clients: int
     directory: Path
     """Where config, password file, ACL and log live."""
+    drop_request_subscribers: bool = False
+    """P1/A1: a client that subscribes to a ``device/+/request`` topic loses its connection."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -122,6 +130,7 @@ log_dest file {self._dir / "mosquitto.log"}
 log_type error
 log_type warning
 log_type notice
+{"log_type subscribe" if s.drop_request_subscribers else "# subscriptions not logged"}
 max_queued_messages 10000
 
 # the simulator's own link
@@ -256,9 +265,10 @@ class MqttEndpoint:
         self._on_request = on_request
         self._on_client_connected = on_client_connected
         self._connected = threading.Event()
+        self._client_id = f"bambu-sim-{serial}"
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"bambu-sim-{serial}",
+            client_id=self._client_id,
             transport="unix",
             protocol=paho.MQTTv311,
         )
@@ -313,7 +323,10 @@ class MqttEndpoint:
         if reason.is_failure:
             log.warning("printer %s: internal broker link refused: %s", self.serial, reason)
             return
-        client.subscribe([(self.request_topic, 1), ("$SYS/broker/log/N", 0)])
+        topics = [(self.request_topic, 1), ("$SYS/broker/log/N", 0)]
+        if self.broker.settings.drop_request_subscribers:
+            topics.append((_SUBSCRIBE_LOG, 0))
+        client.subscribe(topics)
         self._connected.set()
 
     def _handle_disconnect(
@@ -328,6 +341,9 @@ class MqttEndpoint:
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
+            if msg.topic == _SUBSCRIBE_LOG:
+                self._check_subscription(msg.payload.decode("utf-8", errors="replace"))
+                return
             if msg.topic.startswith("$SYS/"):
                 text = msg.payload.decode("utf-8", errors="replace")
                 if "New client connected" in text and "u'bblp'" in text:
@@ -342,6 +358,54 @@ class MqttEndpoint:
                 self._on_request(payload)
         except Exception:
             log.exception("printer %s: request handling failed", self.serial)
+
+    def _check_subscription(self, line: str) -> None:
+        """``<time>: <client id> <qos> <topic>``: a client other than the simulator that
+        subscribed to a request topic is dropped."""
+        client_id, _, topic = _parse_subscribe_log(line)
+        if client_id is None or client_id == self._client_id:
+            return
+        prefix = self.broker.settings.topic_prefix
+        if not (topic.startswith(f"{prefix}device/") and topic.endswith("/request")):
+            return
+        log.info("printer %s: %r subscribed to %s: dropping it", self.serial, client_id, topic)
+        threading.Thread(
+            target=self._take_over, args=(client_id,), name="bambu-sim-drop", daemon=True
+        ).start()
+
+    def _take_over(self, client_id: str) -> None:
+        """Connect with ``client_id`` on the simulator's socket (the broker closes the client's
+        own connection), then leave."""
+        connected = threading.Event()
+        stand_in = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            transport="unix",
+            protocol=paho.MQTTv311,
+        )
+        stand_in.on_connect = lambda *args: connected.set()
+        try:
+            stand_in.connect(str(self.broker.socket_path), 1, keepalive=10)
+            stand_in.loop_start()
+            if not connected.wait(5):
+                log.warning("printer %s: could not drop %r", self.serial, client_id)
+            stand_in.disconnect()
+            stand_in.loop_stop()
+        except OSError as err:
+            log.warning("printer %s: could not drop %r: %s", self.serial, client_id, err)
+
+
+_SUBSCRIBE_LOG = "$SYS/broker/log/M/subscribe"
+
+
+def _parse_subscribe_log(line: str) -> tuple[str | None, int, str]:
+    """(client id, qos, topic) of a mosquitto subscribe log line; (None, 0, "") if it is not
+    one. A client id may hold spaces; a request topic holds none."""
+    _, sep, rest = line.partition(": ")
+    parts = rest.rsplit(" ", 2)
+    if not sep or len(parts) != 3 or not parts[1].isdigit():
+        return None, 0, ""
+    return parts[0], int(parts[1]), parts[2].strip()
 
 
 def make_socket_dir() -> Path:

@@ -91,6 +91,9 @@ class ModelProfile:
     """P1/A1 reject ``ftp:///folder/name`` with 0x0500C010 (section 5.5)."""
     nlst_full_paths: bool
     """FTPS ``NLST``: X1 answers full paths, P1/A1 bare names (section 6.1)."""
+    drops_request_subscribers: bool
+    """P1/A1 drop a client's connection when it subscribes to a ``.../request`` topic
+    (section 11.4); X1 only refuses the subscription."""
 
 
 PROFILES: Final[dict[PrinterModel, ModelProfile]] = {
@@ -110,6 +113,7 @@ PROFILES: Final[dict[PrinterModel, ModelProfile]] = {
         runs_gcode_file=m in FULL_REPORT_MODELS,
         folder_urls_fail=m not in FULL_REPORT_MODELS,
         nlst_full_paths=m in FULL_REPORT_MODELS,
+        drops_request_subscribers=m not in FULL_REPORT_MODELS,
     )
     for m in PrinterModel
 }

@@ -120,7 +120,8 @@ class StandbyEngine:
                 fd = os.open(self.folder / PROFILE, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as err:
                 if err.errno != errno.ENXIO:
-                    raise
+                    log.warning("cannot open a standby engine's profile pipe: %s", err)
+                    return None
             else:
                 os.set_blocking(fd, True)
                 return fd
