@@ -165,3 +165,28 @@ def test_p1_deltas_and_x1_full_reports_mirror_the_same_state(
     assert isinstance(x1_driver, BambuDriver)
     assert p1_driver.delta_reports > 0, "the P1 simulator sends deltas"
     assert x1_driver.delta_reports == 0, "the X1 simulator sends full reports"
+
+
+def test_a_printer_with_an_ams_is_fed_from_its_loaded_tray(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+) -> None:
+    """printer-service reads the AMS from the printer's reports and maps filament 1 to the
+    loaded tray (use_ams, ams_mapping and ams_mapping2, section 5.5): the simulated printer
+    feeds from tray 2 and leaves a part. Without ams_mapping2 it would print in air, and with
+    use_ams on a printer without AMS refuse the job (simulator unit tests)."""
+    farm = sim_farm([14])
+    farm.set_ams(14, [None, None, "PLA", None])
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    queue_job(db, "job-ams", printer_id=14)
+    service_factory(farm, 14)
+    wait_for(
+        lambda: (j := db.jobs.find_one({"_id": "job-ams"})) and j["status"] == "finished",
+        30,
+        "job-ams finished",
+    )
+    status = farm.printer(14)
+    assert status["feed"] == {"tray": 2, "in_air": False}
+    assert status["plate"] == "with_part"
+    assert farm.printer(14)["print_error"] == 0

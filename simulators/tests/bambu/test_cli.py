@@ -56,6 +56,8 @@ def test_cli_starts_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             "60",
             "--topic-prefix",
             "cli/",
+            "--ams",
+            "14:PLA,,PETG",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -80,6 +82,7 @@ def test_cli_starts_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         status = httpx.get(f"http://127.0.0.1:{control}/printers/14", timeout=5).json()
         assert status["gcode_state"] == "IDLE"
         assert status["plate"] == "clean"
+        assert status["ams"] == ["PLA", None, "PETG"]
         assert _mosquittos_under(tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)

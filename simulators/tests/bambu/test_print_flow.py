@@ -219,3 +219,25 @@ def test_control_api_lists_printers_and_rejects_unknown(farm: BambuSimFarm) -> N
     assert httpx.get(f"{url}/printers/99").status_code == 404
     bad = httpx.put(f"{url}/printers/14/plate", json={"plate": "dirty"})
     assert bad.status_code == 422
+
+
+def test_control_api_fits_and_removes_an_ams(
+    farm: BambuSimFarm, connect: Callable[..., Any], reset: Callable[[int], None]
+) -> None:
+    reset(15)
+    url = farm.control_url
+    try:
+        fitted = httpx.put(f"{url}/printers/15/ams", json={"trays": [None, "PETG"]})
+        assert fitted.status_code == 200, fitted.text
+        assert fitted.json()["ams"] == [None, "PETG"]
+        client = connect(15)
+        ams = client.pushall()["ams"]
+        assert ams["ams_exist_bits"] == "1"
+        assert ams["tray_exist_bits"] == "2"
+        assert ams["ams"][0]["tray"][1]["tray_type"] == "PETG"
+        too_many = httpx.put(f"{url}/printers/15/ams", json={"trays": ["PLA"] * 5})
+        assert too_many.status_code == 422
+    finally:
+        removed = httpx.put(f"{url}/printers/15/ams", json={"trays": None})
+    assert removed.json()["ams"] is None
+    assert farm.printer(15)["ams"] is None

@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 
 from pantheon_contracts.printer import PrinterModel
 from pantheon_sim.bambu.printer import (
+    EXTERNAL_SPOOL,
+    NO_TRAY,
     PROFILES,
     ErrorCode,
     FaultSettings,
+    Feed,
     GcodeState,
     JobError,
     Payload,
@@ -18,6 +21,7 @@ from pantheon_sim.bambu.printer import (
     PrintJob,
     SimPrinter,
     SimTiming,
+    filament_feed,
 )
 
 JOB = PrintJob("cube.gcode.3mf", "Metadata/plate_1.gcode", estimated_s=600.0, total_layers=20)
@@ -245,3 +249,92 @@ def test_random_sequences_keep_state_and_progress_valid(
             if "mc_remaining_time" in body:
                 assert body["mc_remaining_time"] >= 0
         assert p.state in GcodeState
+
+
+LOADED = ["PLA", None, "PETG", None]
+
+
+def _mapped(tray: int, ams_id: int, slot: int) -> Payload:
+    return {
+        "use_ams": True,
+        "ams_mapping": [tray],
+        "ams_mapping2": [{"ams_id": ams_id, "slot_id": slot}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("ams", "params", "feed"),
+    [
+        (None, {"use_ams": False}, Feed(EXTERNAL_SPOOL)),
+        (None, {}, Feed(EXTERNAL_SPOOL)),
+        (LOADED, {"use_ams": False}, Feed(EXTERNAL_SPOOL)),
+        (LOADED, _mapped(2, 0, 2), Feed(2)),
+        (LOADED, _mapped(-1, 255, 0), Feed(EXTERNAL_SPOOL)),
+        # section 4.4: accepted, never loads filament
+        (LOADED, {"use_ams": True, "ams_mapping": [0]}, Feed(NO_TRAY, in_air=True)),
+        (LOADED, {"use_ams": 1, "ams_mapping": [0]}, Feed(EXTERNAL_SPOOL)),  # not a JSON bool
+    ],
+)
+def test_filament_feed(ams: list[str | None] | None, params: Payload, feed: Feed) -> None:
+    assert filament_feed(params, ams) == feed
+
+
+@pytest.mark.parametrize(
+    ("ams", "params", "why"),
+    [
+        (None, _mapped(0, 0, 0), "no AMS"),
+        (LOADED, _mapped(1, 0, 1), "tray 1 is empty"),
+        (LOADED, _mapped(6, 1, 2), "tray 6 is empty"),
+        (LOADED, _mapped(2, 0, 0), "disagrees"),
+        (LOADED, {"use_ams": True, "ams_mapping2": [{"ams_id": 0, "slot_id": 0}]}, "ams_mapping"),
+    ],
+)
+def test_filament_feed_refusals(ams: list[str | None] | None, params: Payload, why: str) -> None:
+    with pytest.raises(JobError, match=why) as caught:
+        filament_feed(params, ams)
+    assert caught.value.code == ErrorCode.AMS_MAPPING == 0x07FF8012
+
+
+def test_a_print_from_an_ams_tray_reports_it_and_a_print_in_air_leaves_the_plate_clean() -> None:
+    p = make(ams=LOADED)
+    idle = p.full_report()["print"]["ams"]
+    assert idle["ams_exist_bits"] == "1"
+    assert idle["tray_exist_bits"] == "5"  # trays 0 and 2
+    assert [t.get("tray_type") for t in idle["ams"][0]["tray"]] == ["PLA", None, "PETG", None]
+    assert idle["tray_now"] == "255"
+    mapped = {"use_ams": True, "ams_mapping": [2], "ams_mapping2": [{"ams_id": 0, "slot_id": 2}]}
+    p.handle_command(cmd("project_file", url="ftp:///cube.gcode.3mf", **mapped), 0.0)
+    run_until(p, 0.0, 2.0)
+    report = p.full_report()["print"]
+    assert (report["ams"]["tray_now"], report["ams"]["tray_tar"]) == ("2", "2")
+    assert report["hw_switch_state"] == 1
+    run_until(p, 2.1, 62.0)
+    assert p.state is GcodeState.FINISH
+    assert p.plate is Plate.WITH_PART
+    assert p.status()["feed"] == {"tray": 2, "in_air": False}
+
+    p.set_plate(Plate.CLEAN, None)
+    in_air = {"use_ams": True, "ams_mapping": [2]}  # no ams_mapping2
+    [echo] = p.handle_command(cmd("project_file", url="ftp:///cube.gcode.3mf", **in_air), 70.0)
+    assert echo["print"]["result"] == "success"
+    run_until(p, 70.0, 72.0)
+    report = p.full_report()["print"]
+    assert report["gcode_state"] == "RUNNING"
+    assert (report["ams"]["tray_now"], report["ams"]["tray_tar"]) == ("255", "255")
+    assert report["hw_switch_state"] == 0
+    run_until(p, 72.1, 132.0)
+    assert p.state is GcodeState.FINISH
+    assert p.percent == 100
+    assert p.plate is Plate.CLEAN  # FINISH at 100 % and nothing on the plate
+    assert p.status()["feed"] == {"tray": NO_TRAY, "in_air": True}
+
+
+def test_use_ams_without_an_ams_is_refused_and_latched() -> None:
+    p = make()
+    mapped = {"use_ams": True, "ams_mapping": [0], "ams_mapping2": [{"ams_id": 0, "slot_id": 0}]}
+    [echo] = p.handle_command(cmd("project_file", url="ftp:///cube.gcode.3mf", **mapped), 0.0)
+    assert echo["print"]["result"] == "failed"
+    assert "AMS mapping table" in echo["print"]["reason"]
+    assert p.print_error == ErrorCode.AMS_MAPPING
+    assert p.state is GcodeState.IDLE
+    assert p.plate is Plate.CLEAN

@@ -15,7 +15,7 @@ from pantheon_common.farm import load_layout, parse_printer_ids
 from pantheon_contracts.printer import PrinterModel
 from pantheon_sim.bambu.farm import BambuSimFarm, FarmConfig, SimConfigError
 from pantheon_sim.bambu.mqtt_endpoint import BrokerError
-from pantheon_sim.bambu.printer import FaultSettings, Plate, SimTiming
+from pantheon_sim.bambu.printer import AMS_TRAYS, FaultSettings, Plate, SimTiming
 
 log = logging.getLogger("bambu-sim")
 
@@ -26,6 +26,8 @@ examples:
   bambu-sim --layout farm.yaml --bind layout
       the farm's printers on their own loopback addresses, ports 8883/990 (needs root)
   bambu-sim --printers 14 --fault '14:fail_at_percent=50' --fault '*:silent=true'
+  bambu-sim --printers 14,15 --ams '14:PLA,,PETG'
+      printer 14 with an AMS unit: PLA in tray 0, tray 1 empty, PETG in tray 2, tray 3 empty
   bambu-sim --layout farm.yaml --bind ports --listen-host 0.0.0.0 --advertise-host bambu-sim
       in a container: listen on every interface, tell clients the service name
 
@@ -49,6 +51,16 @@ def _parse_fault(text: str) -> tuple[str, dict[str, str]]:
             raise argparse.ArgumentTypeError(f"fault {text!r}: {item!r} is not key=value")
         values[key.strip()] = value.strip()
     return target.strip(), values
+
+
+def _parse_ams(text: str) -> tuple[str, list[str | None]]:
+    target, sep, rest = text.partition(":")
+    trays: list[str | None] = [t.strip() or None for t in rest.split(",")]
+    if not sep or not target.strip() or len(trays) > AMS_TRAYS:
+        raise argparse.ArgumentTypeError(
+            f"ams {text!r}: expected ID:TYPE[,TYPE...] with up to {AMS_TRAYS} trays"
+        )
+    return target.strip(), trays
 
 
 def _fault_settings(values: dict[str, str]) -> FaultSettings:
@@ -145,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID:KEY=VALUE[,KEY=VALUE]",
         help="scripted fault for printer ID ('*' = all); repeatable",
     )
+    p.add_argument(
+        "--ams",
+        action="append",
+        default=[],
+        type=_parse_ams,
+        metavar="ID:TYPE,TYPE,...",
+        help="fit printer ID ('*' = all) with an AMS unit: filament type per tray, empty for "
+        "an empty tray (up to 4); repeatable",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -201,7 +222,13 @@ def config_from_args(args: argparse.Namespace) -> FarmConfig:
             merged = faults.get(pid, FaultSettings()).model_dump(exclude_defaults=True)
             merged.update(_fault_settings(values).model_dump(exclude_defaults=True))
             faults[pid] = FaultSettings.model_validate(merged)
-    return replace(config, faults=faults)
+    ams: dict[int, list[str | None]] = {}
+    for target, trays in args.ams:
+        for pid in ids if target == "*" else [int(target)]:
+            if pid not in ids:
+                raise SimConfigError(f"--ams for printer {pid}, which is not simulated")
+            ams[pid] = trays
+    return replace(config, faults=faults, ams=ams)
 
 
 def main(argv: list[str] | None = None) -> int:

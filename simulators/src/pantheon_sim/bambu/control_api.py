@@ -11,7 +11,7 @@ from typing import Annotated, Any, Protocol
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pantheon_sim.bambu.printer import FaultSettings, Plate
 
@@ -29,6 +29,7 @@ class FarmControl(Protocol):
     def set_plate(self, printer_id: int, plate: Plate | str, bed_id: int | None = None) -> None: ...
 
     def set_faults(self, printer_id: int, faults: FaultSettings) -> None: ...
+    def set_ams(self, printer_id: int, trays: list[str | None] | None) -> None: ...
 
     def reboot(self, printer_id: int) -> None: ...
 
@@ -40,6 +41,16 @@ class PlateRequest(BaseModel):
 
     plate: Plate
     bed_id: int | None = None
+
+
+class AmsRequest(BaseModel):
+    """The AMS unit of a printer: filament type per tray (null = empty); null = no AMS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trays: list[Annotated[str, Field(min_length=1, max_length=16)] | None] | None = Field(
+        max_length=4
+    )
 
 
 def _farm(request: Request) -> FarmControl:
@@ -83,6 +94,14 @@ def create_app(farm: FarmControl) -> FastAPI:
         if body.plate is Plate.NONE and body.bed_id is not None:
             raise HTTPException(status_code=422, detail="plate 'none' takes no bed_id")
         farm.set_plate(printer_id, body.plate, body.bed_id)
+        return farm.printer(printer_id)
+
+    @app.put("/printers/{printer_id}/ams")
+    def put_ams(printer_id: int, body: AmsRequest, farm: Farm) -> dict[str, Any]:
+        """Fit an AMS unit with these trays (filament type, null for empty), or remove it
+        (``trays: null``). Jobs with ``use_ams`` then feed from the mapped tray."""
+        _known(farm, printer_id)
+        farm.set_ams(printer_id, body.trays)
         return farm.printer(printer_id)
 
     @app.post("/printers/{printer_id}/faults")

@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -100,6 +100,8 @@ class FarmConfig:
     control_port: int | None = 9990
     """None = no control API; 0 = a free port."""
     faults: Mapping[int, FaultSettings] = field(default_factory=dict)
+    ams: Mapping[int, Sequence[str | None]] = field(default_factory=dict)
+    """Printers fitted with an AMS unit: filament type per tray (None: empty)."""
 
     @staticmethod
     def access_code_for(
@@ -357,6 +359,7 @@ class BambuSimFarm:
             timing=timing,
             plate=self.config.initial_plate,
             faults=self.config.faults.get(spec.id, FaultSettings()),
+            ams=list(self.config.ams[spec.id]) if spec.id in self.config.ams else None,
         )
         mqtt_port = spec.mqtt_port or free_port(spec.host)
         broker = BrokerSettings(
@@ -465,6 +468,13 @@ class BambuSimFarm:
         with unit.lock:
             unit.sim.set_plate(Plate(plate), bed_id)
         log.info("printer %d: plate %s (bed %s)", printer_id, Plate(plate).value, bed_id)
+
+    def set_ams(self, printer_id: int, trays: Sequence[str | None] | None) -> None:
+        """Fit an AMS unit (filament type per tray, None for an empty one), or remove it."""
+        unit = self._unit(printer_id)
+        with unit.lock:
+            unit.sim.set_ams(trays)
+        log.info("printer %d: AMS %s", printer_id, "none" if trays is None else list(trays))
 
     def set_faults(self, printer_id: int, faults: FaultSettings) -> None:
         unit = self._unit(printer_id)

@@ -11,7 +11,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -57,6 +57,8 @@ class ErrorCode:
     SD_EXCEPTION: Final = 0x0500C010
     FOREIGN_OBJECTS: Final = 0x0500806E
     FILAMENT_FEED: Final = 0x07008006
+    AMS_MAPPING: Final = 0x07FF8012
+    """07FF_8012 "Failed to get AMS mapping table" (section 9.10)."""
     LAN_AUTH_REFUSED: Final = 84033543
     """0x05024007: the ``err_code`` of a refused command without Developer Mode."""
 
@@ -199,6 +201,57 @@ class PrintJob:
     total_layers: int
 
 
+EXTERNAL_SPOOL: Final = 254
+"""Global tray number of the external spool (``vt_tray``, section 4.5)."""
+NO_TRAY: Final = 255
+"""No tray loaded (``tray_now``/``tray_tar`` idle value)."""
+AMS_TRAYS: Final = 4
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Where a job's filament comes from: a global tray number (``ams_id*4 + slot``),
+    EXTERNAL_SPOOL, or NO_TRAY when the printer never loads any (``in_air``)."""
+
+    tray: int
+    in_air: bool = False
+
+
+def filament_feed(body: Payload, ams: Sequence[str | None] | None) -> Feed:
+    """The feed of filament 1 for a ``project_file`` (sections 5.5, 9.10, 11.13).
+
+    ``ams``: the filament type in each tray of AMS unit 0 (None for an empty tray), or None
+    for a printer without AMS. Raises :class:`JobError` (07FF_8012 "Failed to get AMS mapping
+    table") for ``use_ams`` on a printer without AMS, or a mapping to a tray that is not there
+    or holds nothing. ``use_ams`` with ``ams_mapping`` but no ``ams_mapping2`` is accepted and
+    never loads filament: the P1S "prints in air" (section 4.4).
+    """
+    if body.get("use_ams") is not True:
+        return Feed(EXTERNAL_SPOOL)
+    if ams is None:
+        raise JobError(ErrorCode.AMS_MAPPING, "Failed to get AMS mapping table (no AMS)")
+    mapping = body.get("ams_mapping")
+    first = mapping[0] if isinstance(mapping, list) and mapping else None
+    if not isinstance(first, int) or isinstance(first, bool):
+        raise JobError(ErrorCode.AMS_MAPPING, "Failed to get AMS mapping table (ams_mapping)")
+    mapping2 = body.get("ams_mapping2")
+    if not isinstance(mapping2, list) or not mapping2:
+        return Feed(NO_TRAY, in_air=True)
+    if first == -1:
+        return Feed(EXTERNAL_SPOOL)
+    ams_id, slot = divmod(first, AMS_TRAYS)
+    entry = mapping2[0]
+    if not isinstance(entry, dict) or (entry.get("ams_id"), entry.get("slot_id")) != (ams_id, slot):
+        raise JobError(
+            ErrorCode.AMS_MAPPING, "Failed to get AMS mapping table (ams_mapping2 disagrees)"
+        )
+    if ams_id != 0 or slot >= len(ams) or not ams[slot]:
+        raise JobError(
+            ErrorCode.AMS_MAPPING, f"Failed to get AMS mapping table (tray {first} is empty)"
+        )
+    return Feed(first)
+
+
 class JobError(Exception):
     """The print file cannot be run; ``code`` is the ``print_error`` to latch."""
 
@@ -222,6 +275,7 @@ class _Job:
     profile_id: str
     started_wall: float
     prepare_started: float
+    feed: Feed = Feed(EXTERNAL_SPOOL)
     work_s: float = 0.0
     """Printer seconds of the file done so far."""
 
@@ -259,6 +313,8 @@ class SimPrinter:
     faults: FaultSettings = field(default_factory=FaultSettings)
     wall_clock: Callable[[], float] = time.time
     seed: int | None = None
+    ams: list[str | None] | None = None
+    """Filament type per tray of one AMS unit (None: empty tray); None: no AMS."""
 
     def __post_init__(self) -> None:
         self.state = GcodeState.IDLE
@@ -352,13 +408,20 @@ class SimPrinter:
         self.plate = plate
         self.bed_id = bed_id if plate is not Plate.NONE else None
 
+    def set_ams(self, trays: Sequence[str | None] | None) -> None:
+        """Fit (filament type per tray, up to 4), refill or remove (None) the AMS unit."""
+        if trays is not None and len(trays) > AMS_TRAYS:
+            raise ValueError(f"an AMS unit has {AMS_TRAYS} trays")
+        self.ams = None if trays is None else [t or None for t in trays]
+        self._report_now = True
+
     def set_faults(self, faults: FaultSettings) -> None:
         """Replace the fault settings (drops are scheduled by the farm)."""
         self.faults = faults
 
     def reboot(self, now: float) -> None:
         """Power cycle: back to IDLE with no memory of the last job (section 9.13)."""
-        if self.state in BUSY and self.plate is Plate.CLEAN:
+        if self.state in BUSY and self.plate is Plate.CLEAN and self._extruding():
             self.plate = Plate.WITH_PART
         self.state = GcodeState.IDLE
         self.job = None
@@ -394,6 +457,10 @@ class SimPrinter:
             "stream_on": self.stream_on,
             "plate_refusals": self.plate_refusals,
             "faults": self.faults.model_dump(),
+            "ams": list(self.ams) if self.ams is not None else None,
+            "feed": None
+            if self.job is None
+            else {"tray": self.job.feed.tray, "in_air": self.job.feed.in_air},
         }
 
     # ----- command handlers -------------------------------------------------------------
@@ -437,14 +504,20 @@ class SimPrinter:
             self.print_error = ErrorCode.FOREIGN_OBJECTS
             self.plate_refusals += 1
             return [self._echo(subsystem, body, "failed", "foreign objects on heatbed")]
-        return self._start(subsystem, body, now)
+        try:
+            feed = filament_feed(body, self.ams)
+        except JobError as err:
+            self.print_error = err.code
+            self._report_now = True
+            return [self._echo(subsystem, body, "failed", err.reason)]
+        return self._start(subsystem, body, now, feed)
 
     def _cmd_gcode_file(self, subsystem: str, body: Payload, now: float) -> list[Payload]:
         if not self.profile.runs_gcode_file:
             return [self._echo(subsystem, body, "success", "success")]
         return self._cmd_project_file(subsystem, body, now)
 
-    def _start(self, subsystem: str, body: Payload, now: float) -> list[Payload]:
+    def _start(self, subsystem: str, body: Payload, now: float, feed: Feed) -> list[Payload]:
         try:
             spec = self.resolve_job(body)
         except JobError as err:
@@ -465,6 +538,7 @@ class SimPrinter:
             profile_id=str(body.get("profile_id", "0")),
             started_wall=self.wall_clock(),
             prepare_started=now,
+            feed=feed,
         )
         echo = self._echo(subsystem, body, "success", "")
         if self.timing.ack_delay_s > 0:
@@ -609,8 +683,13 @@ class SimPrinter:
         self.remaining_min = 0
         self.stg_cur = self.profile.idle_stage
         self.temps.nozzle_target = self.temps.bed_target = 0.0
-        self.plate = Plate.WITH_PART
+        if self._extruding():
+            self.plate = Plate.WITH_PART
         self._report_now = True
+
+    def _extruding(self) -> bool:
+        """The job puts plastic on the plate (not a print in air)."""
+        return self.job is None or not self.job.feed.in_air
 
     def _move_temps(self, dt: float) -> None:
         t = self.temps
@@ -686,20 +765,39 @@ class SimPrinter:
             "wifi_signal": f"{self._wifi}dBm",
             "sdcard": True,
             "home_flag": self.home_flag,
-            "hw_switch_state": 1 if running else 0,
+            "hw_switch_state": 1 if running and self._extruding() else 0,
             "lights_report": [{"node": n, "mode": m} for n, m in sorted(self.lights.items())],
-            "ams": {
-                "ams": [],
-                "ams_exist_bits": "0",
-                "tray_exist_bits": "0",
-                "tray_now": "255",
-                "tray_tar": "255",
-                "tray_pre": "255",
-            },
+            "ams": self._ams_fields(running),
             "vt_tray": {"id": "254", "tray_type": "PLA", "tray_color": "FFFFFFFF"},
             "upgrade_state": {"new_version_state": 2},
             "ipcam": {"timelapse": "disable"},
             "xcam": {"first_layer_inspector": False, "spaghetti_detector": False},
+        }
+
+    def _ams_fields(self, running: bool) -> Payload:
+        """``print.ams`` (section 4.5): unit 0 with its trays when fitted; the tray feeding
+        the running job in ``tray_now``/``tray_tar`` (255 when none is)."""
+        feeding = self.job.feed.tray if running and self.job is not None else NO_TRAY
+        fed = str(feeding if feeding < EXTERNAL_SPOOL or self.ams is not None else NO_TRAY)
+        if self.ams is None:
+            units: list[Payload] = []
+            exist_bits = "0"
+        else:
+            trays: list[Payload] = [
+                {"id": str(i), "tray_type": kind, "tray_color": "000000FF", "remain": 80}
+                if kind
+                else {"id": str(i)}
+                for i, kind in enumerate(self.ams)
+            ]
+            units = [{"id": "0", "humidity": "4", "temp": "24.1", "tray": trays}]
+            exist_bits = format(sum(1 << i for i, kind in enumerate(self.ams) if kind), "x")
+        return {
+            "ams": units,
+            "ams_exist_bits": "1" if self.ams is not None else "0",
+            "tray_exist_bits": exist_bits,
+            "tray_now": fed,
+            "tray_tar": fed,
+            "tray_pre": "255",
         }
 
 
