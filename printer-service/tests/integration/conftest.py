@@ -44,7 +44,8 @@ SimFactory = Callable[..., BambuSimFarm]
 
 @pytest.fixture
 def sim_farm(tmp_path: Path) -> Iterator[SimFactory]:
-    """Start a simulated farm: ``sim_farm([14], models={31: X1C}, faults={...})``."""
+    """Start a simulated farm: ``sim_farm([14], models={31: X1C}, faults={...})``; other
+    keywords go to FarmConfig (e.g. ``tls13_hangs=frozenset({14})``)."""
     started: list[BambuSimFarm] = []
 
     def start(
@@ -53,6 +54,7 @@ def sim_farm(tmp_path: Path) -> Iterator[SimFactory]:
         models: Mapping[int, PrinterModel] | None = None,
         faults: Mapping[int, FaultSettings] | None = None,
         timing: SimTiming = FAST,
+        **options: Any,
     ) -> BambuSimFarm:
         config = FarmConfig.for_ids(
             ids,
@@ -65,6 +67,7 @@ def sim_farm(tmp_path: Path) -> Iterator[SimFactory]:
             control_port=None,
             timing=timing,
             faults=dict(faults or {}),
+            **options,
         )
         farm = BambuSimFarm(config)
         farm.start()

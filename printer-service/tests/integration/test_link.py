@@ -85,3 +85,18 @@ def test_a_certificate_for_another_serial_is_refused(
     driver = _driver(runtime)
     wait_for(lambda: driver.snapshot().link == LinkState.TLS_ERROR, 10, "TLS refusal")
     assert "is not the serial" in (driver.snapshot().last_error or "")
+
+
+def test_a_printer_that_never_answers_tls13_is_reached(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+) -> None:
+    """The P2S firmware never answers a TLS 1.3 ClientHello (protocol doc 2.2): the driver
+    caps TLS at 1.2, so it connects and gets reports; a client offering 1.3 would hang."""
+    farm = sim_farm([14], tls13_hangs=frozenset({14}))
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    driver = _driver(service_factory(farm, 14))
+    wait_for(lambda: driver.snapshot().live.state.value == "idle", 15, "a full report")
+    assert driver.snapshot().link == LinkState.CONNECTED
+    assert farm.printer(14)["tls13_hellos_held"] == 0

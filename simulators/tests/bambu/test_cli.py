@@ -58,6 +58,8 @@ def test_cli_starts_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             "cli/",
             "--ams",
             "14:PLA,,PETG",
+            "--tls13-hangs",
+            "14",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -83,6 +85,7 @@ def test_cli_starts_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert status["gcode_state"] == "IDLE"
         assert status["plate"] == "clean"
         assert status["ams"] == ["PLA", None, "PETG"]
+        assert status["tls13_hellos_held"] == 0  # behind the P2S gate
         assert _mosquittos_under(tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -13,8 +13,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pantheon_sim.bambu.certs import ensure_ca
 from pantheon_sim.bambu.farm import BambuSimFarm
 from pantheon_sim.bambu.ftps_client import printer_tls_context
+from pantheon_sim.bambu.tls_gate import TLS13, offered_versions
 
 pytestmark = pytest.mark.integration
+
+TLS13_HANGS = 19  # conftest.TLS13_HANGS: the printer behind the P2S gate
 
 
 def test_pushall_gives_a_full_report_then_p1s_sends_deltas(
@@ -166,3 +169,49 @@ def test_subscribing_to_requests_drops_the_client_on_p1_not_on_x1(
         for c in (good, nosy):
             c.disconnect()
             c.loop_stop()
+
+
+def _client_hello(context: ssl.SSLContext) -> bytes:
+    """The first TLS record a client with ``context`` sends."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="printer")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_client_hello_versions_are_read_from_the_record() -> None:
+    default = ssl.create_default_context()
+    capped = ssl.create_default_context()
+    capped.maximum_version = ssl.TLSVersion.TLSv1_2
+    offered, capped_offer = (offered_versions(_client_hello(c)) for c in (default, capped))
+    assert offered is not None
+    assert TLS13 in offered
+    assert capped_offer is not None  # a whole ClientHello...
+    assert TLS13 not in capped_offer  # ...that does not offer TLS 1.3
+    assert offered_versions(b"\x10\x0c\x00\x04MQTT") is None  # plain MQTT CONNECT
+    assert offered_versions(_client_hello(default)[:40]) is None  # cut short
+
+
+def test_p2s_gate_never_answers_tls13_and_passes_tls12_through(farm: BambuSimFarm) -> None:
+    """Protocol doc 2.2: the P2S firmware never answers a ClientHello offering TLS 1.3. A
+    client that caps TLS at 1.2 (printer-service, these tests) talks to the broker as usual."""
+    ep = farm.endpoint(TLS13_HANGS)
+    held = farm.printer(TLS13_HANGS)["tls13_hellos_held"]
+    offering_13 = printer_tls_context(ep.ca_file)
+    offering_13.maximum_version = ssl.TLSVersion.TLSv1_3
+    with (
+        socket.create_connection((ep.host, ep.mqtt_port), timeout=1.5) as raw,
+        pytest.raises(TimeoutError),
+    ):
+        offering_13.wrap_socket(raw, server_hostname=ep.serial)
+    assert farm.printer(TLS13_HANGS)["tls13_hellos_held"] == held + 1
+
+    capped = printer_tls_context(ep.ca_file)
+    with (
+        socket.create_connection((ep.host, ep.mqtt_port), timeout=5) as raw,
+        capped.wrap_socket(raw, server_hostname=ep.serial) as tls,
+    ):
+        assert tls.version() == "TLSv1.2"
+    assert farm.printer(TLS13_HANGS)["tls13_hellos_held"] == held + 1
+    assert farm.printer(14)["tls13_hellos_held"] is None  # the other printers have no gate

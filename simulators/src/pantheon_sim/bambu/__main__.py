@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit printer ID ('*' = all) with an AMS unit: filament type per tray, empty for "
         "an empty tray (up to 4); repeatable",
     )
+    p.add_argument(
+        "--tls13-hangs",
+        default="",
+        metavar="IDS",
+        help="these printers (e.g. 14,15) never answer a TLS 1.3 ClientHello on MQTT, as the "
+        "P2S firmware does; clients must cap TLS at 1.2",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -228,7 +235,12 @@ def config_from_args(args: argparse.Namespace) -> FarmConfig:
             if pid not in ids:
                 raise SimConfigError(f"--ams for printer {pid}, which is not simulated")
             ams[pid] = trays
-    return replace(config, faults=faults, ams=ams)
+    hanging = frozenset(parse_printer_ids(args.tls13_hangs)) if args.tls13_hangs else frozenset()
+    if hanging - set(ids):
+        raise SimConfigError(
+            f"--tls13-hangs for printers not simulated: {sorted(hanging - set(ids))}"
+        )
+    return replace(config, faults=faults, ams=ams, tls13_hangs=hanging)
 
 
 def main(argv: list[str] | None = None) -> int:

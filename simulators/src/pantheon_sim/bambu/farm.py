@@ -102,6 +102,8 @@ class FarmConfig:
     faults: Mapping[int, FaultSettings] = field(default_factory=dict)
     ams: Mapping[int, Sequence[str | None]] = field(default_factory=dict)
     """Printers fitted with an AMS unit: filament type per tray (None: empty)."""
+    tls13_hangs: frozenset[int] = frozenset()
+    """Printers that never answer a TLS 1.3 ClientHello on MQTT (the P2S firmware)."""
 
     @staticmethod
     def access_code_for(
@@ -373,6 +375,7 @@ class BambuSimFarm:
             max_clients=spec.max_clients or profile.max_clients,
             directory=base / "mqtt",
             drop_request_subscribers=profile.drops_request_subscribers,
+            tls13_hangs=spec.id in self.config.tls13_hangs,
         )
         pid = spec.id
         endpoint = MqttEndpoint(
@@ -461,6 +464,7 @@ class BambuSimFarm:
         status["mqtt_port"] = unit.spec.mqtt_port
         status["ftps_port"] = unit.spec.ftps_port
         status["mqtt_up"] = unit.mqtt.broker.running
+        status["tls13_hellos_held"] = unit.mqtt.broker.tls13_held
         return status
 
     def set_plate(self, printer_id: int, plate: Plate | str, bed_id: int | None = None) -> None:

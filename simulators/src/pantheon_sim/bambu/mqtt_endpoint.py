@@ -35,6 +35,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from pantheon_sim.bambu.tls_gate import Tls13Gate
+
 log = logging.getLogger(__name__)
 
 MOSQUITTO = os.environ.get("BAMBU_SIM_MOSQUITTO", "/usr/sbin/mosquitto")
@@ -73,6 +75,8 @@ class BrokerSettings:
     """Where config, password file, ACL and log live."""
     drop_request_subscribers: bool = False
     """P1/A1: a client that subscribes to a ``device/+/request`` topic loses its connection."""
+    tls13_hangs: bool = False
+    """P2S: a ClientHello offering TLS 1.3 is never answered (tls_gate.py)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,6 +95,14 @@ class MosquittoBroker:
         self._dir = settings.directory
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        # With the TLS 1.3 gate, mosquitto's TLS listener moves to a loopback port behind it.
+        self.tls_host, self.tls_port = settings.host, settings.port
+        self._gate: Tls13Gate | None = None
+        if settings.tls13_hangs:
+            self.tls_host, self.tls_port = "127.0.0.1", free_port("127.0.0.1")
+            self._gate = Tls13Gate(
+                settings.host, settings.port, (self.tls_host, self.tls_port), settings.name
+            )
 
     @property
     def pid_file(self) -> Path:
@@ -138,7 +150,7 @@ listener 0 {self.socket_path}
 allow_anonymous true
 
 # the printer's face: MQTT 3.1.1 over TLS, bblp + access code
-listener {s.port} {s.host}
+listener {self.tls_port} {self.tls_host}
 certfile {s.cert_file}
 keyfile {s.key_file}
 tls_version tlsv1.2
@@ -183,9 +195,9 @@ max_connections {s.max_clients}
                     f"mosquitto for printer {self.settings.name} exited ({proc.returncode}); "
                     f"see {self._dir / 'mosquitto.log'}"
                 )
-            if self.socket_path.exists() and _tcp_open(
-                _probe_host(self.settings.host), self.settings.port
-            ):
+            if self.socket_path.exists() and _tcp_open(_probe_host(self.tls_host), self.tls_port):
+                if self._gate is not None:
+                    self._gate.start()
                 return
             time.sleep(0.02)
         self.stop()
@@ -193,6 +205,8 @@ max_connections {s.max_clients}
 
     def stop(self) -> None:
         """Terminate the process group; kill it if it lingers."""
+        if self._gate is not None:
+            self._gate.stop()
         with self._lock:
             proc, self._proc = self._proc, None
         if proc is None:
@@ -208,6 +222,11 @@ max_connections {s.max_clients}
                 proc.wait(timeout=5)
         self.pid_file.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
+
+    @property
+    def tls13_held(self) -> int | None:
+        """TLS 1.3 ClientHellos left unanswered so far; None without the P2S gate."""
+        return None if self._gate is None else self._gate.held
 
     @property
     def running(self) -> bool:
