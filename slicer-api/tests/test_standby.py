@@ -304,6 +304,7 @@ def test_standby_slice_timeout_counts_from_the_slice_and_kills_it(
             with pytest.raises(EngineFailed, match=r"longer than 0\.3 s"):
                 await engine.slice(knot, tmp_path / "o.gcode", OPTIONS, 0.3)
             assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
+            await _ready(engine, 1)  # replaced after the failure too
         finally:
             await engine.close()
 

@@ -26,8 +26,10 @@ from pantheon_contracts.printer import BUSY_STATES, UNAVAILABLE_STATES, PrinterM
 from pantheon_contracts.store import CurrentPrint, JobDoc, JobStatus, PrintDoc, PrinterBed
 from printer_service.domain.dispatch import (
     DispatchDecision,
+    LateStart,
     PrintEnd,
     decide_dispatch,
+    late_start,
     print_end,
     should_notify_ready,
     start_confirmed,
@@ -50,6 +52,28 @@ log = logging.getLogger(__name__)
 
 class DispatchFailed(Exception):
     """Starting a file on the printer failed; the message goes into the job's last_error."""
+
+
+class StartUnconfirmed(DispatchFailed):
+    """The printer neither started nor refused the file within the start timeout: it may
+    still start it (a late ack), so the job is held, not handed on (see late_start)."""
+
+    def __init__(self, message: str, *, before: int, subtask_name: str) -> None:
+        super().__init__(message)
+        self.before = before
+        self.subtask_name = subtask_name
+
+
+@dataclass
+class _PendingStart:
+    """A start the printer has not confirmed yet, waited for until ``until``."""
+
+    job: JobDoc | None
+    file: str
+    bed: PrinterBed | None
+    before: int
+    subtask_name: str
+    until: float
 
 
 class NotDispatchable(Exception):
@@ -108,6 +132,7 @@ class PrinterService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dispatch_lock = threading.Lock()
+        self._pending_start: _PendingStart | None = None
         self._mirror_lock = threading.Lock()
         self._mirror_key: dict[str, Any] | None = None
         self._mirror_state: str | None = None
@@ -174,6 +199,9 @@ class PrinterService:
         if self._track(snap, record):
             record = self._store.load_printer(self.config.printer_id)
             self._record = record
+        if self._pending_start is not None:
+            self._settle_pending_start(snap)
+            return
         self._maybe_dispatch(snap, record)
 
     # -- mirror ----------------------------------------------------------------------------
@@ -328,6 +356,9 @@ class PrinterService:
             if not self._store.set_job_status(job.id, pid, JobStatus.UPLOADING, self._now()):
                 return  # taken away meanwhile (cancelled)
             self._start(job.file, job.id, bed)
+        except StartUnconfirmed as err:
+            self._hold_for_late_start(err, job, job.file, bed)
+            return
         except DispatchFailed as err:
             log.warning("job %s failed to start: %s", job.id, err)
             self.last_error = f"job {job.id}: {err}"
@@ -336,6 +367,53 @@ class PrinterService:
             self._cooldown_until = self._clock() + self.config.dispatch_retry_s
             return
         self._store.set_job_status(job.id, pid, JobStatus.PRINTING, self._now())
+
+    def _hold_for_late_start(
+        self, err: StartUnconfirmed, job: JobDoc | None, file: str, bed: PrinterBed | None
+    ) -> None:
+        """Keep the job (and the printer) for another start timeout: a late ack is a print."""
+        wait_s = self.config.start_confirm_timeout_s
+        self._pending_start = _PendingStart(
+            job, file, bed, err.before, err.subtask_name, self._clock() + wait_s
+        )
+        self.last_error = (
+            f"{'job ' + job.id if job else file}: {err}; waiting {wait_s:.0f} s more in case it "
+            "starts late (nothing else is sent meanwhile)"
+        )
+        self.dispatch_reason = "waiting for a start the printer has not confirmed"
+        log.warning("%s", self.last_error)
+        self._store.set_last_error(self.config.printer_id, self.last_error)
+
+    def _settle_pending_start(self, snap: DriverSnapshot) -> None:
+        """Adopt a print the printer started late, or give the job up once the wait is over."""
+        pending = self._pending_start
+        assert pending is not None
+        outcome = late_start(
+            snap.transitions,
+            after=pending.before,
+            subtask_name=pending.subtask_name,
+            now=self._clock(),
+            until=pending.until,
+        )
+        if outcome is LateStart.WAIT:
+            self.dispatch_reason = "waiting for a start the printer has not confirmed"
+            return
+        pid = self.config.printer_id
+        self._pending_start = None
+        job_id = pending.job.id if pending.job else None
+        if outcome is LateStart.ADOPT:
+            log.warning("the printer started %s late: tracking it as a print", pending.file)
+            self._print_started(pending.file, job_id, pending.bed)
+            if job_id is not None:
+                self._store.set_job_status(job_id, pid, JobStatus.PRINTING, self._now())
+            return
+        why = (
+            f"printer did not start within {2 * self.config.start_confirm_timeout_s:.0f} s "
+            f"(state {snap.live.state.value})"
+        )
+        if pending.job is not None:
+            self._store.job_attempt_failed(pending.job, pid, why, self._now())
+        self._cooldown_until = self._clock() + self.config.dispatch_retry_s
 
     def print_file(self, name: str) -> str:
         """Start stored file ``name`` now (POST /print), through the same upload path.
@@ -346,6 +424,8 @@ class PrinterService:
         if not self._dispatch_lock.acquire(timeout=1.0):
             raise NotDispatchable("another print is being started")
         try:
+            if self._pending_start is not None:
+                raise NotDispatchable("waiting for a start the printer has not confirmed")
             snap = self.driver.snapshot()
             record = self._store.load_printer(self.config.printer_id)
             decision, _ = self._decide(snap, record, manual=True)
@@ -353,7 +433,11 @@ class PrinterService:
                 raise NotDispatchable(decision.reason)
             if not self._gcode.exists(name):
                 raise GcodeNotFound(name)
-            return self._start(name, None, record.bed)
+            try:
+                return self._start(name, None, record.bed)
+            except StartUnconfirmed as err:
+                self._hold_for_late_start(err, None, name, record.bed)
+                raise
         finally:
             self._dispatch_lock.release()
 
@@ -372,6 +456,8 @@ class PrinterService:
                 StartRequest(file=remote, subtask_name=subtask, md5=md5)
             )
             self._await_start(ticket, before, subtask)
+        except StartUnconfirmed:
+            raise  # the printer may still run the file: it stays on its storage
         except (DriverError, DispatchFailed) as err:
             self._delete_quietly(remote)
             raise DispatchFailed(str(err)) from err
@@ -388,9 +474,11 @@ class PrinterService:
             if refusal:
                 raise DispatchFailed(f"printer refused the print: {refusal}")
             if self._clock() >= deadline:
-                raise DispatchFailed(
+                raise StartUnconfirmed(
                     f"printer did not start within {self.config.start_confirm_timeout_s:.0f} s "
-                    f"(state {snap.live.state.value}, {describe_error(snap.live) or 'no error'})"
+                    f"(state {snap.live.state.value}, {describe_error(snap.live) or 'no error'})",
+                    before=before,
+                    subtask_name=subtask,
                 )
             if self._stop.wait(0.05):
                 raise DispatchFailed("printer-service stopping")

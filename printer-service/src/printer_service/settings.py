@@ -53,7 +53,10 @@ class Settings(AmqpSettings, MongoSettings, ServiceTokenSettings, FarmSettings, 
         default=True, description="publish ready after a FAILED print too (plate may hold plastic)"
     )
     start_confirm_timeout_s: float = Field(
-        default=180.0, gt=0, description="wait this long for PREPARE/RUNNING after project_file"
+        default=180.0,
+        gt=0,
+        description="wait this long for PREPARE/RUNNING after project_file; without a start or "
+        "a refusal, hold the job as long again in case the printer starts late",
     )
     dispatch_retry_s: float = Field(
         default=15.0, ge=0, description="pause after a failed dispatch before the next claim"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pika
@@ -10,7 +11,7 @@ import pymongo
 from pantheon_contracts.printer import PrinterModel
 from printer_service.adapters.bambu_driver import BambuDriver
 
-from .conftest import RuntimeFactory, SimFactory, queue_job, seed_printer, wait_for
+from .conftest import FAST, RuntimeFactory, SimFactory, queue_job, seed_printer, wait_for
 
 
 def _get_ready(amqp_url: str) -> list[tuple[Any, bytes]]:
@@ -190,3 +191,32 @@ def test_a_printer_with_an_ams_is_fed_from_its_loaded_tray(
     assert status["feed"] == {"tray": 2, "in_air": False}
     assert status["plate"] == "with_part"
     assert farm.printer(14)["print_error"] == 0
+
+
+def test_a_printer_that_acks_after_the_start_timeout_prints_the_job_once(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+    amqp_url: str,
+) -> None:
+    """Acks may take 15-135 s (protocol doc 11.13). A printer that starts after printer-service
+    stopped waiting prints the file it was given: the job is held meanwhile (not handed on, not
+    sent again), and the late print is tracked like any other: one print, the plate with_part,
+    one ready. Before, the job was retried into 'device is busy' until it failed, and the
+    printer finished an untracked print on a plate the farm believed clean."""
+    farm = sim_farm([14], timing=dataclasses.replace(FAST, ack_delay_s=3.0))
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    queue_job(db, "job-late", printer_id=14)
+    service_factory(farm, 14, start_confirm_timeout_s=1.5)
+    job = wait_for(
+        lambda: (j := db.jobs.find_one({"_id": "job-late"})) and j["status"] == "finished" and j,
+        30,
+        "job-late finished",
+    )
+    assert job["copies_done"] == 1
+    assert job.get("attempts", 0) == 0
+    assert db.prints.count_documents({}) == 1
+    assert db.beds.find_one({"_id": 801})["state"] == "with_part"
+    wait_for(lambda: db.outbox.find_one({"sent_at": {"$ne": None}}), 15, "the ready sent")
+    assert [body for _, body in _get_ready(amqp_url)] == [b"14"]
+    assert farm.printer(14)["print_error"] == 0  # never answered 'busy' to a second start

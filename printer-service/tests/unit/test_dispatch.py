@@ -8,11 +8,13 @@ from pantheon_contracts.beds import BedState, BedType
 from pantheon_contracts.printer import PrinterState
 from pantheon_contracts.store import JobStatus, PrinterBed
 from printer_service.domain.dispatch import (
+    LateStart,
     PrintEnd,
     claim_filter,
     copy_done_status,
     decide_dispatch,
     failure_update,
+    late_start,
     print_end,
     should_notify_ready,
     start_confirmed,
@@ -178,3 +180,19 @@ def test_an_ack_is_not_a_start_and_a_fast_print_still_counts() -> None:
 )
 def test_subtask_name(file: str, name: str) -> None:
     assert subtask_name_for(file) == name
+
+
+@pytest.mark.parametrize(
+    ("transitions", "now", "outcome"),
+    [
+        ([], 5.0, LateStart.WAIT),  # nothing yet, time left
+        ([], 10.0, LateStart.GIVE_UP),
+        ([Transition(3, PrinterState.PREPARING, "cube")], 9.0, LateStart.ADOPT),
+        ([Transition(3, PrinterState.PRINTING, "cube")], 50.0, LateStart.ADOPT),  # even late
+        ([Transition(2, PrinterState.PRINTING, "cube")], 5.0, LateStart.WAIT),  # before the send
+        ([Transition(3, PrinterState.PRINTING, "other")], 5.0, LateStart.WAIT),  # not ours
+        ([Transition(3, PrinterState.IDLE, "cube")], 10.0, LateStart.GIVE_UP),
+    ],
+)
+def test_late_start(transitions: list[Transition], now: float, outcome: LateStart) -> None:
+    assert late_start(transitions, after=2, subtask_name="cube", now=now, until=10.0) is outcome

@@ -1,5 +1,6 @@
 """The service's decisions end to end over in-memory doubles: dispatch, retries, outbox."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -130,13 +131,52 @@ def test_a_refused_start_returns_the_job_with_an_attempt_then_fails_it(
     assert store.printers[PID]["last_error"]
 
 
-def test_an_ack_without_a_start_times_out(store: FakeFarmStore, gcode: LocalGcodeStore) -> None:
+def test_an_ack_without_a_start_holds_the_job_then_gives_it_up(
+    store: FakeFarmStore, gcode: LocalGcodeStore
+) -> None:
+    """No start within the timeout: the job stays with this printer for one more timeout (a
+    late ack would print it), nothing else is claimed meanwhile; then it goes back."""
+    _job(store, "j1")
+    _job(store, "j2")
+    driver = FakeDriver()
+    driver.start_to = None
+    service = _service(driver, store, gcode)
+    service.step()
+    assert store.jobs["j1"]["status"] == "uploading"  # held, not handed on
+    assert "waiting" in store.printers[PID]["last_error"]
+    assert "cube.gcode" in " ".join(driver.uploads), "the printer may still run the file"
+    service.step()
+    assert len(driver.starts) == 1  # j2 is not sent while the printer may start j1
+    assert store.jobs["j2"]["status"] == "queued"
+    time.sleep(0.35)
+    service.step()
+    assert store.jobs["j1"]["status"] == "queued"
+    assert store.jobs["j1"]["attempts"] == 1
+    assert "did not start" in store.jobs["j1"]["last_error"]
+
+
+def test_a_start_confirmed_late_is_adopted_as_the_jobs_print(
+    store: FakeFarmStore, gcode: LocalGcodeStore
+) -> None:
+    """The printer acks after the timeout and prints: the print is tracked (plate, ready) and
+    the job is printing here, not back in the queue for another printer."""
     _job(store, "j1")
     driver = FakeDriver()
     driver.start_to = None
-    _service(driver, store, gcode).step()
-    assert store.jobs["j1"]["status"] == "queued"
-    assert "did not start" in store.jobs["j1"]["last_error"]
+    service = _service(driver, store, gcode)
+    service.step()
+    driver.set_state(PrinterState.PRINTING, driver.starts[0].subtask_name)
+    service.step()
+    assert store.jobs["j1"]["status"] == "printing"
+    assert store.jobs["j1"].get("attempts", 0) == 0
+    current = store.printers[PID]["current_print"]
+    assert current["job_id"] == "j1"
+    driver.set_state(PrinterState.FINISHED, driver.starts[0].subtask_name)
+    service.step()
+    assert store.jobs["j1"]["status"] == "finished"
+    assert store.beds[801]["state"] == "with_part"
+    assert len(store.outbox) == 1
+    assert len(driver.starts) == 1
 
 
 def test_failed_print_notifies_ready_by_policy_and_counts_an_attempt(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pantheon_contracts.beds import PRINTABLE_STATES, BedType
@@ -190,3 +191,26 @@ def start_confirmed(transitions: Iterable[Transition], *, after: int, subtask_na
         and (not t.subtask_name or t.subtask_name == subtask_name)
         for t in transitions
     )
+
+
+class LateStart(StrEnum):
+    """What to do about a start the printer did not confirm in time (section 11.13: acks may
+    take 15-135 s): wait for it, adopt the print it turned out to be, or give the job up."""
+
+    WAIT = "wait"
+    ADOPT = "adopt"
+    GIVE_UP = "give_up"
+
+
+def late_start(
+    transitions: Iterable[Transition], *, after: int, subtask_name: str, now: float, until: float
+) -> LateStart:
+    """ADOPT once the printer started our file after all (a state change past ``after`` to
+    PREPARE or RUNNING with our subtask), else WAIT until ``until``, then GIVE_UP.
+
+    Until then the job stays with this printer and nothing else is sent: a printer that acks
+    late prints the file it was given, and a job handed on meanwhile would be printed twice
+    (or this printer would print on top of a part nobody knows is there)."""
+    if start_confirmed(transitions, after=after, subtask_name=subtask_name):
+        return LateStart.ADOPT
+    return LateStart.WAIT if now < until else LateStart.GIVE_UP

@@ -155,21 +155,23 @@ class Engine:
         centre = self.catalog.printers[options.printer_model].centre
         run: EngineRun | None = None
         standby = self._take_standby(centre)
-        if standby is not None:
-            run = await standby.slice(
-                model, gcode, profile, timeout_s, STANDBY_READY_TIMEOUT_S, on_progress
-            )
-        if run is None:
-            profile_file = gcode.parent / "profile.ini"
-            profile_file.write_text(profile)
-            run = await self.run(
-                self.slice_args(model, gcode, profile_file, centre),
-                gcode.parent,
-                timeout_s,
-                on_progress,
-            )
-            profile_file.unlink(missing_ok=True)
-        self._start_standbys(centre)
+        try:
+            if standby is not None:
+                run = await standby.slice(
+                    model, gcode, profile, timeout_s, STANDBY_READY_TIMEOUT_S, on_progress
+                )
+            if run is None:
+                profile_file = gcode.parent / "profile.ini"
+                profile_file.write_text(profile)
+                run = await self.run(
+                    self.slice_args(model, gcode, profile_file, centre),
+                    gcode.parent,
+                    timeout_s,
+                    on_progress,
+                )
+                profile_file.unlink(missing_ok=True)
+        finally:
+            self._start_standbys(centre)  # after a failure or a timeout too
         if run.returncode != 0 or not gcode.is_file():
             raise EngineFailed(f"the engine could not slice the model: {reason(run)}")
         return run
