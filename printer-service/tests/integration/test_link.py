@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import paho.mqtt.client as paho
 import pymongo
 from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pantheon_contracts.printer import PrinterModel
+from pantheon_sim.bambu.ftps_client import printer_tls_context
 from pantheon_sim.bambu.printer import FaultSettings
 from printer_service.adapters.bambu_driver import BambuDriver
 from printer_service.domain.ports import LinkState
@@ -100,3 +103,41 @@ def test_a_printer_that_never_answers_tls13_is_reached(
     wait_for(lambda: driver.snapshot().live.state.value == "idle", 15, "a full report")
     assert driver.snapshot().link == LinkState.CONNECTED
     assert farm.printer(14)["tls13_hellos_held"] == 0
+
+
+def test_dropped_as_the_oldest_client_it_reconnects(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+) -> None:
+    """Past a P1S's 4 MQTT clients the printer may drop the oldest (protocol doc 2.4): other
+    tools connecting push printer-service out; it reconnects and keeps the printer's state."""
+    farm = sim_farm([14], client_limit="drop_oldest")
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    driver = _driver(service_factory(farm, 14))
+    wait_for(lambda: driver.snapshot().live.state.value == "idle", 15, "a full report")
+    assert driver.snapshot().connections == 1
+    ep = farm.endpoint(14)
+    others = []
+    try:
+        for n in range(4):
+            tool = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"tool-{n}")
+            tool.tls_set_context(printer_tls_context(ep.ca_file))
+            tool.username_pw_set("bblp", ep.access_code)
+            tool.reconnect_delay_set(60, 60)  # dropped tools stay away
+            tool.connect(ep.host, ep.mqtt_port)
+            tool.loop_start()
+            others.append(tool)
+        wait_for(lambda: driver.snapshot().connections >= 2, 20, "a reconnect after the drop")
+        wait_for(lambda: driver.snapshot().link == LinkState.CONNECTED, 20, "connected again")
+        wait_for(
+            lambda: any(c.startswith("pantheon-ps-14-") for c in farm.printer(14)["mqtt_clients"]),
+            10,
+            "printer-service among the printer's clients again",
+        )
+        seen = driver.snapshot().last_seen
+        wait_for(lambda: driver.snapshot().last_seen != seen, 10, "reports after the reconnect")
+    finally:
+        for tool in others:
+            tool.disconnect()
+            tool.loop_stop()

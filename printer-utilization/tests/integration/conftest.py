@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pantheon_common.sockets import pump
 from printer_utilization.adapters.db import make_engine
 from printer_utilization.adapters.migrate import upgrade
 from printer_utilization.adapters.store import MysqlStore
@@ -134,19 +135,7 @@ class TcpProxy:
                     return
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
 
 @pytest.fixture

@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="these printers (e.g. 14,15) never answer a TLS 1.3 ClientHello on MQTT, as the "
         "P2S firmware does; clients must cap TLS at 1.2",
     )
+    p.add_argument(
+        "--client-limit",
+        choices=["refuse", "drop-oldest"],
+        default="refuse",
+        help="past a printer's MQTT client cap (4 on P1/A1, 10 on X1): refuse the newcomer "
+        "(default) or let it in and drop the oldest client",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -240,7 +247,13 @@ def config_from_args(args: argparse.Namespace) -> FarmConfig:
         raise SimConfigError(
             f"--tls13-hangs for printers not simulated: {sorted(hanging - set(ids))}"
         )
-    return replace(config, faults=faults, ams=ams, tls13_hangs=hanging)
+    return replace(
+        config,
+        faults=faults,
+        ams=ams,
+        tls13_hangs=hanging,
+        client_limit="drop_oldest" if args.client_limit == "drop-oldest" else "refuse",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

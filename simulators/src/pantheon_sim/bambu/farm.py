@@ -104,6 +104,8 @@ class FarmConfig:
     """Printers fitted with an AMS unit: filament type per tray (None: empty)."""
     tls13_hangs: frozenset[int] = frozenset()
     """Printers that never answer a TLS 1.3 ClientHello on MQTT (the P2S firmware)."""
+    client_limit: Literal["refuse", "drop_oldest"] = "refuse"
+    """Past a printer's MQTT client cap: refuse the newcomer, or drop the oldest client."""
 
     @staticmethod
     def access_code_for(
@@ -376,6 +378,7 @@ class BambuSimFarm:
             directory=base / "mqtt",
             drop_request_subscribers=profile.drops_request_subscribers,
             tls13_hangs=spec.id in self.config.tls13_hangs,
+            drop_oldest_client=self.config.client_limit == "drop_oldest",
         )
         pid = spec.id
         endpoint = MqttEndpoint(
@@ -465,6 +468,7 @@ class BambuSimFarm:
         status["ftps_port"] = unit.spec.ftps_port
         status["mqtt_up"] = unit.mqtt.broker.running
         status["tls13_hellos_held"] = unit.mqtt.broker.tls13_held
+        status["mqtt_clients"] = unit.mqtt.clients
         return status
 
     def set_plate(self, printer_id: int, plate: Plate | str, bed_id: int | None = None) -> None:

@@ -77,6 +77,9 @@ class BrokerSettings:
     """P1/A1: a client that subscribes to a ``device/+/request`` topic loses its connection."""
     tls13_hangs: bool = False
     """P2S: a ClientHello offering TLS 1.3 is never answered (tls_gate.py)."""
+    drop_oldest_client: bool = False
+    """Past ``max_clients``, let the newcomer in and drop the oldest client (protocol doc 2.4:
+    "an existing client ... gets dropped"); default: refuse the newcomer."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -157,7 +160,7 @@ tls_version tlsv1.2
 allow_anonymous false
 password_file {passwd}
 acl_file {acl}
-max_connections {s.max_clients}
+max_connections {s.max_clients + 1 if s.drop_oldest_client else s.max_clients}
 """
         )
         return conf
@@ -283,6 +286,9 @@ class MqttEndpoint:
         self.request_topic = f"{prefix}device/{serial}/request"
         self._on_request = on_request
         self._on_client_connected = on_client_connected
+        self._clients: list[str] = []
+        """bblp clients connected now, oldest first (from the broker's notice log)."""
+        self._clients_lock = threading.Lock()
         self._connected = threading.Event()
         self._client_id = f"bambu-sim-{serial}"
         self._client = paho.Client(
@@ -365,6 +371,7 @@ class MqttEndpoint:
                 return
             if msg.topic.startswith("$SYS/"):
                 text = msg.payload.decode("utf-8", errors="replace")
+                self._follow_clients(text)
                 if "New client connected" in text and "u'bblp'" in text:
                     self._on_client_connected()
                 return
@@ -377,6 +384,39 @@ class MqttEndpoint:
                 self._on_request(payload)
         except Exception:
             log.exception("printer %s: request handling failed", self.serial)
+
+    @property
+    def clients(self) -> list[str]:
+        """Client ids of the printer's MQTT clients now, oldest first."""
+        with self._clients_lock:
+            return list(self._clients)
+
+    def _follow_clients(self, line: str) -> None:
+        """Keep the list of connected clients from the broker's notice log; past the cap in
+        drop-oldest mode, drop the oldest."""
+        _, _, text = line.partition(": ")
+        oldest: str | None = None
+        with self._clients_lock:
+            if text.startswith("New client connected") and "u'bblp'" in text:
+                client_id = _connected_id(text)
+                if client_id is not None:
+                    if client_id in self._clients:
+                        self._clients.remove(client_id)
+                    self._clients.append(client_id)
+                    if (
+                        self.broker.settings.drop_oldest_client
+                        and len(self._clients) > self.broker.settings.max_clients
+                    ):
+                        oldest = self._clients.pop(0)
+            else:
+                for client_id in list(self._clients):
+                    if _says_gone(text, client_id):
+                        self._clients.remove(client_id)
+        if oldest is not None:
+            log.info("printer %s: client cap reached, dropping the oldest, %r", self.serial, oldest)
+            threading.Thread(
+                target=self._take_over, args=(oldest,), name="bambu-sim-drop", daemon=True
+            ).start()
 
     def _check_subscription(self, line: str) -> None:
         """``<time>: <client id> <qos> <topic>``: a client other than the simulator that
@@ -415,6 +455,21 @@ class MqttEndpoint:
 
 
 _SUBSCRIBE_LOG = "$SYS/broker/log/M/subscribe"
+_GONE = ("disconnect", "closed its connection", "exceeded timeout", "closing old connection")
+
+
+def _connected_id(text: str) -> str | None:
+    """The client id of ``New client connected from <addr> as <id> (p2, ...).``"""
+    head, sep, _ = text.rpartition(" (")
+    _, as_, client_id = head.partition(" as ")
+    return client_id if sep and as_ and client_id else None
+
+
+def _says_gone(text: str, client_id: str) -> bool:
+    """Does a notice line say ``client_id``'s connection ended (mosquitto 2.0 wording)?"""
+    lowered = text.lower()
+    named = any(f"{c}lient {client_id}{end}" in text for c in "Cc" for end in (" ", ",", ":", "."))
+    return named and any(word in lowered for word in _GONE)
 
 
 def _parse_subscribe_log(line: str) -> tuple[str | None, int, str]:

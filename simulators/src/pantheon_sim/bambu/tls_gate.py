@@ -16,6 +16,8 @@ import socket
 import struct
 import threading
 
+from pantheon_common.sockets import pump
+
 log = logging.getLogger(__name__)
 
 TLS13: int = 0x0304
@@ -151,17 +153,9 @@ class Tls13Gate:
         self._pump(client, backend)
 
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            self._forget(source)
-            self._forget(target)
+        pump(source, target)
+        self._forget(source)
+        self._forget(target)
 
 
 def _first_record(sock: socket.socket) -> bytes:
