@@ -28,6 +28,7 @@ from printer_service.domain.dispatch import (
     DispatchDecision,
     LateStart,
     PrintEnd,
+    busy_refusal,
     decide_dispatch,
     late_start,
     print_end,
@@ -471,6 +472,13 @@ class PrinterService:
             if start_confirmed(snap.transitions, after=before, subtask_name=subtask):
                 return
             refusal = self.driver.refusal(ticket)
+            if refusal and busy_refusal(refusal, snap.live.print_error):
+                raise StartUnconfirmed(
+                    f"printer answered '{refusal}' although it was idle: it may be starting "
+                    "this very file (a repeated delivery)",
+                    before=before,
+                    subtask_name=subtask,
+                )
             if refusal:
                 raise DispatchFailed(f"printer refused the print: {refusal}")
             if self._clock() >= deadline:

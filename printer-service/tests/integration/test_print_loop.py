@@ -9,6 +9,7 @@ import pika
 import pymongo
 
 from pantheon_contracts.printer import PrinterModel
+from pantheon_sim.bambu.printer import FaultSettings
 from printer_service.adapters.bambu_driver import BambuDriver
 
 from .conftest import FAST, RuntimeFactory, SimFactory, queue_job, seed_printer, wait_for
@@ -220,3 +221,32 @@ def test_a_printer_that_acks_after_the_start_timeout_prints_the_job_once(
     wait_for(lambda: db.outbox.find_one({"sent_at": {"$ne": None}}), 15, "the ready sent")
     assert [body for _, body in _get_ready(amqp_url)] == [b"14"]
     assert farm.printer(14)["print_error"] == 0  # never answered 'busy' to a second start
+
+
+def test_a_start_delivered_twice_is_one_print(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+    amqp_url: str,
+) -> None:
+    """QoS 1 is at least once: after a lost PUBACK the printer gets project_file twice and
+    answers the copy 'device is busy' under the same sequence_id. The first answer counts: the
+    print it started is tracked, not mistaken for a refusal (which would hand the job on and
+    leave an untracked print on the plate)."""
+    farm = sim_farm(
+        [14],
+        faults={14: FaultSettings(duplicate_requests=True)},
+        timing=dataclasses.replace(FAST, ack_delay_s=1.0),  # the copy is answered first
+    )
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    queue_job(db, "job-dup", printer_id=14)
+    service_factory(farm, 14)
+    job = wait_for(
+        lambda: (j := db.jobs.find_one({"_id": "job-dup"})) and j["status"] == "finished" and j,
+        30,
+        "job-dup finished",
+    )
+    assert job.get("attempts", 0) == 0
+    assert db.prints.count_documents({}) == 1
+    wait_for(lambda: db.outbox.find_one({"sent_at": {"$ne": None}}), 15, "the ready sent")
+    assert [body for _, body in _get_ready(amqp_url)] == [b"14"]

@@ -10,6 +10,7 @@ from pantheon_contracts.store import JobStatus, PrinterBed
 from printer_service.domain.dispatch import (
     LateStart,
     PrintEnd,
+    busy_refusal,
     claim_filter,
     copy_done_status,
     decide_dispatch,
@@ -196,3 +197,16 @@ def test_subtask_name(file: str, name: str) -> None:
 )
 def test_late_start(transitions: list[Transition], now: float, outcome: LateStart) -> None:
     assert late_start(transitions, after=2, subtask_name="cube", now=now, until=10.0) is outcome
+
+
+@pytest.mark.parametrize(
+    ("reason", "print_error", "busy"),
+    [
+        ("device is busy", 0, True),
+        ("failed", 0x05004004, True),
+        ("foreign objects on heatbed", 0x0500806E, False),
+        ("err_code 0x0500400e", 0, False),
+    ],
+)
+def test_busy_refusal(reason: str, print_error: int, busy: bool) -> None:
+    assert busy_refusal(reason, print_error) is busy

@@ -179,6 +179,24 @@ def test_a_start_confirmed_late_is_adopted_as_the_jobs_print(
     assert len(driver.starts) == 1
 
 
+def test_a_busy_answer_to_a_start_is_waited_out_and_the_start_adopted(
+    store: FakeFarmStore, gcode: LocalGcodeStore
+) -> None:
+    """'device is busy' from a printer that was idle: most likely our own start delivered
+    twice. The job is held, not handed on; the start that follows is adopted."""
+    _job(store, "j1")
+    driver = FakeDriver()
+    driver.refuse_with = "device is busy"
+    service = _service(driver, store, gcode)
+    service.step()
+    assert store.jobs["j1"]["status"] == "uploading"
+    assert store.jobs["j1"].get("attempts", 0) == 0
+    driver.set_state(PrinterState.PREPARING, driver.starts[0].subtask_name)
+    service.step()
+    assert store.jobs["j1"]["status"] == "printing"
+    assert len(driver.starts) == 1
+
+
 def test_failed_print_notifies_ready_by_policy_and_counts_an_attempt(
     store: FakeFarmStore, gcode: LocalGcodeStore
 ) -> None:

@@ -193,6 +193,18 @@ def start_confirmed(transitions: Iterable[Transition], *, after: int, subtask_na
     )
 
 
+PRINT_ERROR_BUSY = 0x05004004
+"""``print_error`` a printer latches when a start arrives while it is busy (8.2)."""
+
+
+def busy_refusal(reason: str, print_error: int) -> bool:
+    """Is a refused start a "device is busy"? The printer was idle when we sent it (dispatch
+    only sends then), so busy means it is already starting something: most likely this very
+    file, delivered twice (QoS 1 is at least once) or acked late. Such a refusal is not taken
+    at its word: the start is waited for as an unconfirmed one (late_start)."""
+    return print_error == PRINT_ERROR_BUSY or "busy" in reason.lower()
+
+
 class LateStart(StrEnum):
     """What to do about a start the printer did not confirm in time (section 11.13: acks may
     take 15-135 s): wait for it, adopt the print it turned out to be, or give the job up."""

@@ -33,7 +33,8 @@ examples:
 
 access codes come from PRINTER_<id>_ACCESS_CODE or --access-code (all printers).
 fault keys: silent, refuse_commands, fail_at_percent, fail_error, drop_mqtt_after_s,
-offline_s, ftps_rate_limit, ftps_426_after_write, ftps_capacity_bytes (see POST
+offline_s, ftps_rate_limit, ftps_426_after_write, ftps_capacity_bytes,
+duplicate_requests (see POST
 /printers/{id}/faults of the control API).
 """
 

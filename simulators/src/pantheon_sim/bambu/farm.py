@@ -9,6 +9,7 @@ Usable in-process from tests::
 and by ``bambu-sim`` (``__main__``).
 """
 
+import copy
 import ipaddress
 import json
 import logging
@@ -535,6 +536,8 @@ class BambuSimFarm:
         unit = self._units[printer_id]
         with unit.lock:
             replies = unit.sim.handle_command(payload, time.monotonic())
+            if unit.sim.faults.duplicate_requests:  # the DUP copy of a QoS 1 publish
+                replies += unit.sim.handle_command(copy.deepcopy(payload), time.monotonic())
         for reply in replies:
             unit.mqtt.publish(reply)
 

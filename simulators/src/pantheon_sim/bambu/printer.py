@@ -164,6 +164,11 @@ class FaultSettings(BaseModel):
         description="storage size: an upload that would fill it past this is answered 552 "
         "and leaves nothing behind",
     )
+    duplicate_requests: bool = Field(
+        default=False,
+        description="every request arrives twice, as when the PUBACK of a QoS 1 publish was "
+        "lost and the client sent it again (DUP): the printer acts on both copies",
+    )
 
 
 @dataclass(frozen=True)
