@@ -205,10 +205,10 @@ def test_a_printer_that_acks_after_the_start_timeout_prints_the_job_once(
     sent again), and the late print is tracked like any other: one print, the plate with_part,
     one ready. Before, the job was retried into 'device is busy' until it failed, and the
     printer finished an untracked print on a plate the farm believed clean."""
-    farm = sim_farm([14], timing=dataclasses.replace(FAST, ack_delay_s=3.0))
+    farm = sim_farm([14], timing=dataclasses.replace(FAST, ack_delay_s=4.0))
     seed_printer(db, 14, PrinterModel.P1S, 801)
     queue_job(db, "job-late", printer_id=14)
-    service_factory(farm, 14, start_confirm_timeout_s=1.5)
+    service_factory(farm, 14, start_confirm_timeout_s=3.0)  # held until 6 s: the ack at 4 s
     job = wait_for(
         lambda: (j := db.jobs.find_one({"_id": "job-late"})) and j["status"] == "finished" and j,
         30,
