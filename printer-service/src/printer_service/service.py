@@ -32,6 +32,7 @@ from printer_service.domain.dispatch import (
     decide_dispatch,
     late_start,
     print_end,
+    runs_untracked_print,
     should_notify_ready,
     start_confirmed,
     subtask_name_for,
@@ -203,6 +204,8 @@ class PrinterService:
         if self._pending_start is not None:
             self._settle_pending_start(snap)
             return
+        if self._track_untracked(snap, record):
+            return
         self._maybe_dispatch(snap, record)
 
     # -- mirror ----------------------------------------------------------------------------
@@ -268,6 +271,34 @@ class PrinterService:
                     "printer-service restarted during dispatch",
                     self._now(),
                 )
+
+    def _track_untracked(self, snap: DriverSnapshot, record: PrinterRecord) -> bool:
+        """Track a print the printer runs although printer-service did not start it."""
+
+        def untracked(record: PrinterRecord) -> bool:
+            current = record.current_print
+            return runs_untracked_print(
+                snap.live.state,
+                print_open=current is not None and current.ended_at is None,
+                starting=self._dispatch_lock.locked(),
+            )
+
+        # A manual start (API thread) writes its print before it releases the dispatch lock:
+        # read the record again once the lock is seen free, so its print is not taken for
+        # someone else's.
+        if not untracked(record) or not untracked(
+            record := self._store.load_printer(self.config.printer_id)
+        ):
+            return False
+        name = snap.live.gcode_file or snap.live.subtask_name or "unknown"
+        log.warning(
+            "the printer is printing %s, which printer-service did not start: tracking it so "
+            "that its plate goes to the robot when it ends",
+            name,
+        )
+        self._print_started(name, None, record.bed)
+        self._record = self._store.load_printer(self.config.printer_id)
+        return True
 
     # -- end of a print --------------------------------------------------------------------
     def _track(self, snap: DriverSnapshot, record: PrinterRecord) -> bool:

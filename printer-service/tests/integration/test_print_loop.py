@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
+import paho.mqtt.client as paho
 import pika
 import pymongo
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pantheon_contracts.printer import PrinterModel
+from pantheon_sim.bambu.ftps_client import ImplicitFtpsClient, printer_tls_context
+from pantheon_sim.bambu.gcode3mf import build_gcode_3mf, sample_gcode
 from pantheon_sim.bambu.printer import FaultSettings
 from printer_service.adapters.bambu_driver import BambuDriver
 
@@ -250,3 +255,51 @@ def test_a_start_delivered_twice_is_one_print(
     assert db.prints.count_documents({}) == 1
     wait_for(lambda: db.outbox.find_one({"sent_at": {"$ne": None}}), 15, "the ready sent")
     assert [body for _, body in _get_ready(amqp_url)] == [b"14"]
+
+
+def test_a_print_started_from_bambu_studio_sends_its_plate_to_the_robot(
+    sim_farm: SimFactory,
+    service_factory: RuntimeFactory,
+    db: pymongo.database.Database[dict[str, Any]],
+    amqp_url: str,
+) -> None:
+    """Someone starts a print on a farm printer from Bambu Studio (their own FTPS upload and
+    project_file): printer-service did not start it, but the plate gets a part. It is tracked
+    as a print without a job, so its end marks the plate with_part and announces ready."""
+    farm = sim_farm([14])
+    seed_printer(db, 14, PrinterModel.P1S, 801)
+    runtime = service_factory(farm, 14)
+    wait_for(lambda: runtime.service.driver.snapshot().live.state.value == "idle", 15, "idle")
+    ep = farm.endpoint(14)
+    ftps = ImplicitFtpsClient(context=printer_tls_context(ep.ca_file), timeout=10)
+    ftps.connect(ep.host, ep.ftps_port)
+    ftps.login("bblp", ep.access_code)
+    ftps.upload(build_gcode_3mf(sample_gcode(layers=5, estimate="3m 0s")), "studio.gcode.3mf")
+    ftps.close()
+    studio = paho.Client(CallbackAPIVersion.VERSION2, client_id="bambu-studio")
+    studio.tls_set_context(printer_tls_context(ep.ca_file))
+    studio.username_pw_set("bblp", ep.access_code)
+    studio.connect(ep.host, ep.mqtt_port)
+    studio.loop_start()
+    try:
+        command = {
+            "sequence_id": "1",
+            "command": "project_file",
+            "param": "Metadata/plate_1.gcode",
+            "url": "ftp:///studio.gcode.3mf",
+            "subtask_name": "studio",
+            "use_ams": False,
+        }
+        studio.publish(ep.request_topic, json.dumps({"print": command}), qos=1).wait_for_publish(5)
+        record = wait_for(
+            lambda: (p := db.prints.find_one({"result": "finished"})) and p, 30, "its end tracked"
+        )
+    finally:
+        studio.disconnect()
+        studio.loop_stop()
+    assert record["job_id"] is None
+    assert record["file"] == "studio.gcode.3mf"
+    assert db.beds.find_one({"_id": 801})["state"] == "with_part"
+    wait_for(lambda: db.outbox.find_one({"sent_at": {"$ne": None}}), 15, "the ready sent")
+    assert [body for _, body in _get_ready(amqp_url)] == [b"14"]
+    assert db.prints.count_documents({}) == 1

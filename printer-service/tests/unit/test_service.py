@@ -197,6 +197,27 @@ def test_a_busy_answer_to_a_start_is_waited_out_and_the_start_adopted(
     assert len(driver.starts) == 1
 
 
+def test_a_print_started_elsewhere_is_tracked_and_its_plate_handed_to_the_robot(
+    store: FakeFarmStore, gcode: LocalGcodeStore
+) -> None:
+    """Started from the printer's screen or Bambu Studio: no job, but the plate gets a part,
+    so the end marks it with_part and announces ready (else the next job lands on top)."""
+    driver = FakeDriver()
+    service = _service(driver, store, gcode)
+    service.step()
+    driver.set_state(PrinterState.PRINTING, "someones_part")
+    service.step()
+    current = store.printers[PID]["current_print"]
+    assert current["job_id"] is None
+    service.step()
+    assert len(store.prints) == 1  # once, not on every tick
+    driver.set_state(PrinterState.FINISHED, "someones_part")
+    service.step()
+    assert store.beds[801]["state"] == "with_part"
+    assert len(store.outbox) == 1
+    assert driver.starts == []
+
+
 def test_failed_print_notifies_ready_by_policy_and_counts_an_attempt(
     store: FakeFarmStore, gcode: LocalGcodeStore
 ) -> None:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from pantheon_contracts.beds import PRINTABLE_STATES, BedType
-from pantheon_contracts.printer import DISPATCHABLE_STATES, PrinterState
+from pantheon_contracts.printer import BUSY_STATES, DISPATCHABLE_STATES, PrinterState
 from pantheon_contracts.store import ACTIVE_JOB_STATUSES, JobStatus, PrinterBed
 from printer_service.domain.ports import Transition
 
@@ -191,6 +191,14 @@ def start_confirmed(transitions: Iterable[Transition], *, after: int, subtask_na
         and (not t.subtask_name or t.subtask_name == subtask_name)
         for t in transitions
     )
+
+
+def runs_untracked_print(state: PrinterState, *, print_open: bool, starting: bool) -> bool:
+    """Is the printer running a print nobody tracks? Started from its screen or from Bambu
+    Studio, or a start given up on that came after all. printer-service then tracks it (no
+    job) so that its end marks the plate with_part and announces ready: the robot takes the
+    plate out, instead of the next job being printed on top of the part."""
+    return state in BUSY_STATES and not print_open and not starting
 
 
 PRINT_ERROR_BUSY = 0x05004004
