@@ -191,6 +191,20 @@ def main() -> int:
             if farm.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"farm did not start; see {log.name}")
             time.sleep(0.5)
+        # Jobs only once the whole farm is up (pantheon-api starts last but slicer-api): queued
+        # earlier, the first prints ended before the orchestrator consumed, and FINISH->recorded
+        # measured the farm's start-up instead of the intake.
+        api = httpx.Client(base_url="http://127.0.0.1:39971", timeout=10)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if api.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if farm.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pantheon-api of the farm did not start; see {log.name}")
+            time.sleep(0.5)
         store = LocalGcodeStore(farm_dir / "gcode")
         store.put("bench.gcode.3mf", [build_gcode_3mf(sample_gcode(layers=20, estimate="30m 0s"))])
         now = datetime.now(UTC)
@@ -226,17 +240,6 @@ def main() -> int:
             for line in (farm_dir / "secrets.env").read_text().splitlines()
             if "=" in line
         )
-        api = httpx.Client(base_url="http://127.0.0.1:39971", timeout=10)
-        deadline = time.monotonic() + 180
-        while True:  # pantheon-api starts after the printers have their plates
-            try:
-                if api.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if farm.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pantheon-api of the farm did not start; see {log.name}")
-            time.sleep(0.5)
         login = api.post(
             "/api/auth/token",
             data={"username": "admin", "password": secrets_env["PANTHEON_ADMIN_PASSWORD"]},
