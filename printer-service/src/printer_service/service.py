@@ -274,20 +274,17 @@ class PrinterService:
 
     def _track_untracked(self, snap: DriverSnapshot, record: PrinterRecord) -> bool:
         """Track a print the printer runs although printer-service did not start it."""
-
-        def untracked(record: PrinterRecord) -> bool:
-            current = record.current_print
-            return runs_untracked_print(
-                snap.live.state,
-                print_open=current is not None and current.ended_at is None,
-                starting=self._dispatch_lock.locked(),
-            )
-
+        state = snap.live.state
+        if not runs_untracked_print(
+            state, print_open=record.print_open, starting=self._dispatch_lock.locked()
+        ):
+            return False
         # A manual start (API thread) writes its print before it releases the dispatch lock:
-        # read the record again once the lock is seen free, so its print is not taken for
-        # someone else's.
-        if not untracked(record) or not untracked(
-            record := self._store.load_printer(self.config.printer_id)
+        # read the record again now that the lock is free, so that print is not taken for a
+        # foreign one.
+        record = self._store.load_printer(self.config.printer_id)
+        if not runs_untracked_print(
+            state, print_open=record.print_open, starting=self._dispatch_lock.locked()
         ):
             return False
         name = snap.live.gcode_file or snap.live.subtask_name or "unknown"
@@ -297,16 +294,14 @@ class PrinterService:
             name,
         )
         self._print_started(name, None, record.bed)
-        self._record = self._store.load_printer(self.config.printer_id)
         return True
 
     # -- end of a print --------------------------------------------------------------------
     def _track(self, snap: DriverSnapshot, record: PrinterRecord) -> bool:
         """Handle the end of the tracked print; True if one was handled."""
         current = record.current_print
-        print_open = current is not None and current.ended_at is None
         end = print_end(
-            snap.live.state, error_text=describe_error(snap.live), print_open=print_open
+            snap.live.state, error_text=describe_error(snap.live), print_open=record.print_open
         )
         if end is None or current is None:
             return False
@@ -350,13 +345,12 @@ class PrinterService:
         bed_type = (
             self._store.bed_type(bed.bed_id) if bed is not None and bed.bed_id is not None else None
         )
-        current = record.current_print
         decision = decide_dispatch(
             enabled=manual or self.config.auto_dispatch,
             state=snap.live.state,
             bed=bed,
             bed_type=bed_type,
-            print_open=current is not None and current.ended_at is None,
+            print_open=record.print_open,
             cooling_down=not manual and self._clock() < self._cooldown_until,
         )
         return decision, bed_type

@@ -147,6 +147,11 @@ class PrinterRecord:
     bed: PrinterBed | None
     current_print: CurrentPrint | None
 
+    @property
+    def print_open(self) -> bool:
+        """A print is being tracked (started, its end not recorded yet)."""
+        return self.current_print is not None and self.current_print.ended_at is None
+
 
 class FarmStore(Protocol):
     """The MongoDB collections printer-service reads and writes (architecture.md 3.3)."""

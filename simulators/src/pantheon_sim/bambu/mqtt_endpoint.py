@@ -413,10 +413,7 @@ class MqttEndpoint:
                     if _says_gone(text, client_id):
                         self._clients.remove(client_id)
         if oldest is not None:
-            log.info("printer %s: client cap reached, dropping the oldest, %r", self.serial, oldest)
-            threading.Thread(
-                target=self._take_over, args=(oldest,), name="bambu-sim-drop", daemon=True
-            ).start()
+            self._drop_client(oldest, "the client cap was reached: dropping the oldest")
 
     def _check_subscription(self, line: str) -> None:
         """``<time>: <client id> <qos> <topic>``: a client other than the simulator that
@@ -427,7 +424,11 @@ class MqttEndpoint:
         prefix = self.broker.settings.topic_prefix
         if not (topic.startswith(f"{prefix}device/") and topic.endswith("/request")):
             return
-        log.info("printer %s: %r subscribed to %s: dropping it", self.serial, client_id, topic)
+        self._drop_client(client_id, f"it subscribed to {topic}")
+
+    def _drop_client(self, client_id: str, why: str) -> None:
+        """Close ``client_id``'s connection, from a thread of its own (not paho's)."""
+        log.info("printer %s: dropping client %r: %s", self.serial, client_id, why)
         threading.Thread(
             target=self._take_over, args=(client_id,), name="bambu-sim-drop", daemon=True
         ).start()
