@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pantheon_contracts.beds import BedState, BedType
 from pantheon_contracts.printer import PrinterState
-from pantheon_contracts.store import CurrentPrint, JobDoc, JobStatus, PrintDoc, PrinterBed
+from pantheon_contracts.store import CurrentPrint, JobDoc, JobStatus, PrintDoc, PrinterStart
 from printer_service.domain.dispatch import copy_done_status
 from printer_service.domain.normalize import LiveState
 from printer_service.domain.ports import (
@@ -98,12 +98,17 @@ class FakeFarmStore:
         return self.printers.setdefault(printer_id, {"bed": None, "current_print": None})
 
     def load_printer(self, printer_id: int) -> PrinterRecord:
-        doc = self._printer(printer_id)
-        bed, current = doc.get("bed"), doc.get("current_print")
-        return PrinterRecord(
-            bed=PrinterBed.model_validate(bed) if bed else None,
-            current_print=CurrentPrint.model_validate(current) if current else None,
-        )
+        return PrinterRecord.from_document(self._printer(printer_id), read_at=datetime.now(UTC))
+
+    def mark_starting(self, printer_id: int, start: PrinterStart) -> bool:
+        doc = self.printers.get(printer_id)  # no upsert
+        if doc is None or doc.get("swap") is not None:  # as {"swap": None}: null or missing
+            return False
+        doc["starting"] = start.model_dump()
+        return True
+
+    def clear_starting(self, printer_id: int) -> None:
+        self._printer(printer_id)["starting"] = None
 
     def bed_type(self, bed_id: int) -> BedType | None:
         doc = self.beds.get(bed_id)
@@ -112,13 +117,33 @@ class FakeFarmStore:
     def mirror(self, printer_id: int, fields: dict[str, Any]) -> None:
         self._printer(printer_id).update(fields)
 
+    def next_job(self, printer_id: int, model: str, bed_type: BedType) -> JobDoc | None:
+        job = self._claimable(printer_id, model, bed_type, None)
+        return JobDoc.model_validate(job) if job else None
+
     def claim_job(
-        self, printer_id: int, model: str, bed_type: BedType, now: datetime
+        self,
+        printer_id: int,
+        model: str,
+        bed_type: BedType,
+        now: datetime,
+        *,
+        job_id: str | None = None,
     ) -> JobDoc | None:
+        job = self._claimable(printer_id, model, bed_type, job_id)
+        if job is None:
+            return None
+        job.update(status=JobStatus.ASSIGNED.value, printer_id=printer_id, updated_at=now)
+        return JobDoc.model_validate(job)
+
+    def _claimable(
+        self, printer_id: int, model: str, bed_type: BedType, job_id: str | None
+    ) -> dict[str, Any] | None:
         candidates = [
             j
             for j in self.jobs.values()
-            if j["status"] == JobStatus.QUEUED.value
+            if (job_id is None or j["_id"] == job_id)
+            and j["status"] == JobStatus.QUEUED.value
             and j["bed_type"] == bed_type.value
             and (
                 j.get("target", {}).get("printer_id") == printer_id
@@ -130,9 +155,7 @@ class FakeFarmStore:
         ]
         if not candidates:
             return None
-        job = sorted(candidates, key=lambda j: (-j.get("priority", 0), j.get("seq", 0)))[0]
-        job.update(status=JobStatus.ASSIGNED.value, printer_id=printer_id, updated_at=now)
-        return JobDoc.model_validate(job)
+        return sorted(candidates, key=lambda j: (-j.get("priority", 0), j.get("seq", 0)))[0]
 
     def _held(self, job_id: str, printer_id: int) -> dict[str, Any] | None:
         job = self.jobs.get(job_id)

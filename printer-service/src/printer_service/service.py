@@ -4,6 +4,12 @@ One control thread ticks a few times a second: it takes the driver's snapshot, m
 ``printers`` (throttled), handles the end of the tracked print (FINISH/FAILED: record it, mark
 the plate ``with_part``, put the ``ready`` notification into the outbox), and claims the next
 job when the printer is dispatchable with a clean plate. HTTP handlers call the same methods.
+
+Interlock with the robot (architecture.md 3.2): no print starts while ``printers.swap`` is set
+(the orchestrator's, a take sent and its replace not done), and every start is bracketed by
+``printers.starting``, set with a compare-and-set that requires no swap and cleared once the
+print is tracked or the start given up. The orchestrator sets ``swap`` only while ``starting``
+is None, so a take and a start never overlap.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,7 +29,14 @@ from pantheon_common.log import OutageLog
 from pantheon_contracts.beds import BedType
 from pantheon_contracts.names import READY_QUEUE
 from pantheon_contracts.printer import BUSY_STATES, UNAVAILABLE_STATES, PrinterModel
-from pantheon_contracts.store import CurrentPrint, JobDoc, JobStatus, PrintDoc, PrinterBed
+from pantheon_contracts.store import (
+    CurrentPrint,
+    JobDoc,
+    JobStatus,
+    PrintDoc,
+    PrinterBed,
+    PrinterStart,
+)
 from printer_service.domain.dispatch import (
     DispatchDecision,
     LateStart,
@@ -36,6 +49,7 @@ from printer_service.domain.dispatch import (
     should_notify_ready,
     start_confirmed,
     subtask_name_for,
+    swap_refusal,
 )
 from printer_service.domain.normalize import describe_error
 from printer_service.domain.package import PackageError, prepare
@@ -79,7 +93,15 @@ class _PendingStart:
 
 
 class NotDispatchable(Exception):
-    """A manual print was asked for while the printer or its plate is not ready."""
+    """A manual print was asked for while the printer or its plate is not ready (or the robot
+    is swapping the plate); the message says why."""
+
+
+SWAP_VANISHED = (
+    "the start marker could not be set although no plate swap shows now (one began and ended "
+    "meanwhile, or the printers document is missing): no print started"
+)
+"""Refusal when the compare-and-set matched nothing but the read-back shows no swap."""
 
 
 class Waker(Protocol):
@@ -143,6 +165,8 @@ class PrinterService:
         self._record = PrinterRecord(bed=None, current_print=None)
         self._recovered = False
         self._cooldown_until = 0.0
+        self._starting_left = False
+        """``printers.starting`` may still be set by a start that is over (its clear failed)."""
         self._store_outage = OutageLog(log, "MongoDB (printer-service)")
         self.dispatch_reason = "starting"
         """Why the printer is (not) taking a job now, for /status."""
@@ -190,8 +214,12 @@ class PrinterService:
         self._record = record
         snap = self.driver.snapshot()
         self._mirror(snap)
+        if self._starting_left:
+            self._clear_left_marker()
         if snap.live.state in UNAVAILABLE_STATES:
-            self.dispatch_reason = f"printer is {snap.live.state.value}"
+            self.dispatch_reason = (
+                swap_refusal(record.swap) if record.swap else f"printer is {snap.live.state.value}"
+            )
             return
         if not self._recovered:
             self._recover(snap, record)
@@ -252,7 +280,9 @@ class PrinterService:
 
     # -- restart safety --------------------------------------------------------------------
     def _recover(self, snap: DriverSnapshot, record: PrinterRecord) -> None:
-        """After a restart: settle jobs this printer held but no longer tracks."""
+        """After a restart: settle jobs this printer held but no longer tracks, then clear the
+        start marker a crash may have left (an adopted print is written first, so the
+        orchestrator sees an open print from then on)."""
         current = record.current_print
         for job in self._store.active_jobs(self.config.printer_id):
             if current is not None and current.job_id == job.id:
@@ -271,6 +301,12 @@ class PrinterService:
                     "printer-service restarted during dispatch",
                     self._now(),
                 )
+        if record.starting is not None:
+            log.info("clearing the start marker left by a previous run (%s)", record.starting.what)
+        # Unconditionally (one small write per process start), unless a manual start (API
+        # thread) already owns the marker: it clears it itself.
+        self._starting_left = True
+        self._clear_left_marker()
 
     def _track_untracked(self, snap: DriverSnapshot, record: PrinterRecord) -> bool:
         """Track a print the printer runs although printer-service did not start it."""
@@ -352,6 +388,7 @@ class PrinterService:
             bed_type=bed_type,
             print_open=record.print_open,
             cooling_down=not manual and self._clock() < self._cooldown_until,
+            swap=record.swap,
         )
         return decision, bed_type
 
@@ -363,36 +400,90 @@ class PrinterService:
         if not self._dispatch_lock.acquire(blocking=False):
             self.dispatch_reason = "a manual print is starting"
             return
+        pid, model = self.config.printer_id, self.config.model.value
+        no_job = f"no queued job for a {bed_type.value} plate"
         try:
-            job = self._store.claim_job(
-                self.config.printer_id, self.config.model.value, bed_type, self._now()
-            )
-            if job is None:
-                self.dispatch_reason = f"no queued job for a {bed_type.value} plate"
+            # A read first: the start marker names the job, and an idle printer with an empty
+            # queue writes nothing on its ticks.
+            candidate = self._store.next_job(pid, model, bed_type)
+            if candidate is None:
+                self.dispatch_reason = no_job
                 return
-            self.dispatch_reason = f"starting job {job.id}"
-            self._run_job(job, record.bed)
+            refusal = self._mark_starting(f"job {candidate.id}")
+            if refusal is not None:
+                self.dispatch_reason = refusal
+                return
+            held = False
+            try:
+                job = self._store.claim_job(pid, model, bed_type, self._now(), job_id=candidate.id)
+                if job is None:  # another printer took it between the read and the claim
+                    self.dispatch_reason = no_job
+                    return
+                self.dispatch_reason = f"starting job {job.id}"
+                held = self._run_job(job, record.bed)
+            finally:
+                if not held:
+                    self._clear_starting()
         finally:
             self._dispatch_lock.release()
 
-    def _run_job(self, job: JobDoc, bed: PrinterBed | None) -> None:
+    def _run_job(self, job: JobDoc, bed: PrinterBed | None) -> bool:
+        """Start a claimed job; True if it is held for a late start (the marker stays)."""
         pid = self.config.printer_id
         log.info("claimed job %s (%s)", job.id, job.file)
         try:
             if not self._store.set_job_status(job.id, pid, JobStatus.UPLOADING, self._now()):
-                return  # taken away meanwhile (cancelled)
+                return False  # taken away meanwhile (cancelled)
             self._start(job.file, job.id, bed)
         except StartUnconfirmed as err:
             self._hold_for_late_start(err, job, job.file, bed)
-            return
+            return True
         except DispatchFailed as err:
             log.warning("job %s failed to start: %s", job.id, err)
             self.last_error = f"job {job.id}: {err}"
             self._store.job_attempt_failed(job, pid, str(err), self._now())
             self._store.set_last_error(pid, self.last_error)
             self._cooldown_until = self._clock() + self.config.dispatch_retry_s
-            return
+            return False
         self._store.set_job_status(job.id, pid, JobStatus.PRINTING, self._now())
+        return False
+
+    # -- the start marker (printers.starting) ----------------------------------------------
+    def _mark_starting(self, what: str) -> str | None:
+        """Set ``printers.starting`` unless the robot is swapping the plate; None when set,
+        else the refusal (naming the swap, read back: it began after the decision)."""
+        pid = self.config.printer_id
+        start = PrinterStart(what=what, since=self._now())
+        if self._store.mark_starting(pid, start):
+            self._starting_left = True
+            self._record = replace(self._record, starting=start)
+            return None
+        record = self._store.load_printer(pid)
+        self._record = record
+        refusal = swap_refusal(record.swap) if record.swap else SWAP_VANISHED
+        log.info("not starting %s: %s", what, refusal)
+        return refusal
+
+    def _clear_starting(self) -> None:
+        """The start is over (tracked or given up): clear the marker. A failure is retried on
+        the next tick: a marker left set would keep the robot from the printer."""
+        try:
+            self._store.clear_starting(self.config.printer_id)
+        except StoreUnavailable as err:
+            log.warning("could not clear printers.starting (%s): retrying on the next tick", err)
+            return
+        self._starting_left = False
+        self._record = replace(self._record, starting=None)
+
+    def _clear_left_marker(self) -> None:
+        # Not while a start holds the marker: one under way (lock) or a late one waited for.
+        if self._pending_start is not None or not self._dispatch_lock.acquire(blocking=False):
+            return
+        try:
+            if self._pending_start is None:
+                self._clear_starting()
+        finally:
+            self._dispatch_lock.release()
 
     def _hold_for_late_start(
         self, err: StartUnconfirmed, job: JobDoc | None, file: str, bed: PrinterBed | None
@@ -432,6 +523,7 @@ class PrinterService:
             self._print_started(pending.file, job_id, pending.bed)
             if job_id is not None:
                 self._store.set_job_status(job_id, pid, JobStatus.PRINTING, self._now())
+            self._clear_starting()
             return
         why = (
             f"printer did not start within {2 * self.config.start_confirm_timeout_s:.0f} s "
@@ -440,30 +532,40 @@ class PrinterService:
         if pending.job is not None:
             self._store.job_attempt_failed(pending.job, pid, why, self._now())
         self._cooldown_until = self._clock() + self.config.dispatch_retry_s
+        self._clear_starting()
 
     def print_file(self, name: str) -> str:
         """Start stored file ``name`` now (POST /print), through the same upload path.
 
-        Raises :class:`NotDispatchable` (printer or plate not ready, another start running),
-        ``GcodeNotFound``, or :class:`DispatchFailed`. Returns the print id.
+        Raises :class:`NotDispatchable` (the robot is swapping the plate, printer or plate not
+        ready, another start running), ``GcodeNotFound``, or :class:`DispatchFailed`. Returns
+        the print id.
         """
         if not self._dispatch_lock.acquire(timeout=1.0):
             raise NotDispatchable("another print is being started")
         try:
-            if self._pending_start is not None:
-                raise NotDispatchable("waiting for a start the printer has not confirmed")
             snap = self.driver.snapshot()
             record = self._store.load_printer(self.config.printer_id)
             decision, _ = self._decide(snap, record, manual=True)
             if not decision.go:
                 raise NotDispatchable(decision.reason)
+            if self._pending_start is not None:
+                raise NotDispatchable("waiting for a start the printer has not confirmed")
             if not self._gcode.exists(name):
                 raise GcodeNotFound(name)
+            refusal = self._mark_starting(f"file {name}")
+            if refusal is not None:
+                raise NotDispatchable(refusal)
+            held = False
             try:
                 return self._start(name, None, record.bed)
             except StartUnconfirmed as err:
                 self._hold_for_late_start(err, None, name, record.bed)
+                held = True
                 raise
+            finally:
+                if not held:
+                    self._clear_starting()
         finally:
             self._dispatch_lock.release()
 
@@ -532,7 +634,7 @@ class PrinterService:
             print_id=print_id, job_id=job_id, file=file, bed_id=bed_id, started_at=started_at
         )
         self._store.print_started(self.config.printer_id, doc, current)
-        self._record = PrinterRecord(bed=bed, current_print=current)
+        self._record = replace(self._record, bed=bed, current_print=current)
         self.prints_started += 1
         log.info("print %s of %s started (job %s)", print_id, file, job_id)
         return print_id
@@ -576,5 +678,7 @@ class PrinterService:
             "current_print": (
                 record.current_print.model_dump(mode="json") if record.current_print else None
             ),
+            "swap": record.swap.model_dump(mode="json") if record.swap else None,
+            "starting": record.starting.model_dump(mode="json") if record.starting else None,
             "dispatch": {"auto": self.config.auto_dispatch, "reason": self.dispatch_reason},
         }

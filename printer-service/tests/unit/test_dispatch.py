@@ -6,7 +6,7 @@ import pytest
 
 from pantheon_contracts.beds import BedState, BedType
 from pantheon_contracts.printer import PrinterState
-from pantheon_contracts.store import JobStatus, PrinterBed
+from pantheon_contracts.store import JobStatus, PrinterBed, PrinterStart, PrinterSwap
 from printer_service.domain.dispatch import (
     LateStart,
     PrintEnd,
@@ -19,7 +19,10 @@ from printer_service.domain.dispatch import (
     print_end,
     should_notify_ready,
     start_confirmed,
+    start_guard_filter,
+    starting_update,
     subtask_name_for,
+    swap_refusal,
 )
 from printer_service.domain.ports import Transition
 
@@ -94,6 +97,61 @@ def test_dispatch_decision_table(
     )
     assert decision.go is go
     assert reason in decision.reason
+
+
+SWAP = PrinterSwap(task_id="p9:take", print_id="p9", since=datetime(2026, 12, 5, 8, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("state", "bed", "bed_type", "print_open", "enabled"),
+    [
+        (PrinterState.IDLE, CLEAN, BedType.TEXTURED_PEI, False, True),  # would go
+        (PrinterState.FINISHED, WITH_PART, BedType.TEXTURED_PEI, False, True),  # the take's plate
+        (PrinterState.IDLE, None, None, False, True),  # plate out, replace not done
+        (PrinterState.OFFLINE, CLEAN, BedType.TEXTURED_PEI, False, True),
+        (PrinterState.IDLE, CLEAN, BedType.TEXTURED_PEI, True, True),
+        (PrinterState.IDLE, CLEAN, BedType.TEXTURED_PEI, False, False),
+    ],
+)
+def test_a_swap_refuses_first_whatever_else_would(
+    state: PrinterState,
+    bed: PrinterBed | None,
+    bed_type: BedType | None,
+    print_open: bool,
+    enabled: bool,
+) -> None:
+    decision = decide_dispatch(
+        enabled=enabled,
+        state=state,
+        bed=bed,
+        bed_type=bed_type,
+        print_open=print_open,
+        swap=SWAP,
+    )
+    assert decision.go is False
+    assert decision.reason == swap_refusal(SWAP)
+
+
+def test_the_swap_refusal_says_who_since_when_and_what_it_means() -> None:
+    assert swap_refusal(SWAP) == (
+        "the robot is swapping this printer's plate (task p9:take since 2026-12-05 08:30:00 UTC): "
+        "no print starts"
+    )
+    naive = SWAP.model_copy(update={"since": datetime(2026, 12, 5, 8, 30)})  # read as UTC
+    assert swap_refusal(naive) == swap_refusal(SWAP)
+
+
+def test_the_start_marker_is_a_compare_and_set_on_no_swap() -> None:
+    assert start_guard_filter(14) == {"_id": 14, "swap": None}
+    start = PrinterStart(what="job j1", since=NOW)
+    assert starting_update(start) == {"$set": {"starting": {"what": "job j1", "since": NOW}}}
+    assert starting_update(None) == {"$set": {"starting": None}}
+
+
+def test_claim_filter_of_one_named_job() -> None:
+    first, *rest = claim_filter(14, "P1S", BedType.SMOOTH_PEI, "j7")["$and"]
+    assert first == {"_id": "j7"}
+    assert rest == claim_filter(14, "P1S", BedType.SMOOTH_PEI)["$and"]
 
 
 def test_claim_filter_matches_printer_model_or_anywhere_and_the_plate_type() -> None:

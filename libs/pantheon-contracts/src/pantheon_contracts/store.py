@@ -112,6 +112,43 @@ class PrinterBed(BaseModel):
     state: BedState = Field(description="in_printer: clean and loaded; with_part: for the robot")
 
 
+class PrinterSwap(BaseModel):
+    """``printers.swap``: the robot is working on this printer's plate (None otherwise).
+
+    Written by the orchestrator with a compare-and-set (only while ``printers.starting`` is
+    None) just before it publishes a take, and cleared once the printer holds a clean plate
+    again (the replace done) or a person closed the swap. While it is set, printer-service
+    starts no print on the printer, whatever a job or a person asks (architecture.md 3.2): its
+    auto-dispatch and ``POST /print`` refuse naming ``task_id`` and ``since``. Any non-null
+    value counts as a swap (printer-service's guard is ``{"_id": id, "swap": None}``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str = Field(description="the robot task that set it (<print_id>:take|replace)")
+    print_id: str | None = Field(default=None, description="the print whose plate is swapped")
+    since: datetime
+
+
+class PrinterStart(BaseModel):
+    """``printers.starting``: printer-service is starting a print on this printer (None
+    otherwise).
+
+    Written by printer-service with a compare-and-set (only while ``printers.swap`` is None:
+    ``update_one({"_id": id, "swap": None}, {"$set": {"starting": ...}})``) before
+    it claims a job or uploads a file for a start, cleared (set None) once the start is
+    confirmed and ``current_print`` written (the print is tracked) or given up. It stays set
+    while printer-service waits for a start the printer has not confirmed in time (a late ack
+    is still a print). While it is set, the orchestrator opens no door of the printer. A
+    printer-service clears its own marker when it starts again (a crash may have left it).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    what: str = Field(description="what is being started, e.g. 'job <id>' or 'file <name>'")
+    since: datetime
+
+
 class CurrentPrint(BaseModel):
     """``printers.current_print``: the last print started on a printer (kept after it ends,
     like Bambu's sticky FINISH, so a hand-typed ``ready`` body can be resolved)."""

@@ -13,6 +13,8 @@ Documents written here (fields beyond pantheon_contracts.store):
 - ``printers.{state, gcode_state, progress_pct, remaining_min, layer, total_layers, temps,
   subtask_name, gcode_file, print_error, hms, online, last_seen, last_error, link,
   current_print, bed}``;
+- ``printers.starting`` (:class:`PrinterStart`): set with a compare-and-set that requires no
+  ``printers.swap`` (the orchestrator's, only read here) before a start, cleared after it;
 - ``jobs.print_ids``: prints counted for the job;
 - ``outbox``: :class:`OutboxEntry` (``_id`` = print id, ``sent_at`` None until confirmed).
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
@@ -40,7 +42,7 @@ from pantheon_contracts.store import (
     JobDoc,
     JobStatus,
     PrintDoc,
-    PrinterBed,
+    PrinterStart,
     PrintResult,
 )
 from printer_service.domain.dispatch import (
@@ -50,8 +52,10 @@ from printer_service.domain.dispatch import (
     claim_update,
     copy_done_status,
     failure_update,
+    start_guard_filter,
+    starting_update,
 )
-from printer_service.domain.ports import OutboxEntry, PrinterRecord
+from printer_service.domain.ports import RECORD_FIELDS, OutboxEntry, PrinterRecord
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +99,22 @@ class MongoFarmStore:
     def load_printer(self, printer_id: int) -> PrinterRecord:
         with _mapped("reading the printer"):
             doc = self._printers.find_one(
-                {"_id": printer_id}, projection={"bed": 1, "current_print": 1}
+                {"_id": printer_id}, projection=dict.fromkeys(RECORD_FIELDS, 1)
             )
-        doc = doc or {}
-        bed_raw, current_raw = doc.get("bed"), doc.get("current_print")
-        bed = PrinterBed.model_validate(bed_raw) if isinstance(bed_raw, dict) else None
-        current = (
-            CurrentPrint.model_validate(current_raw) if isinstance(current_raw, dict) else None
-        )
-        return PrinterRecord(bed=bed, current_print=current)
+        return PrinterRecord.from_document(doc or {}, read_at=datetime.now(UTC))
+
+    def mark_starting(self, printer_id: int, start: PrinterStart) -> bool:
+        # No upsert: a printer without a document has no plate, so nothing starts on it anyway,
+        # and an upsert next to a swap would try a second document with the same _id.
+        with _mapped("marking a start"):
+            result = self._printers.update_one(
+                start_guard_filter(printer_id), starting_update(start)
+            )
+        return result.matched_count == 1
+
+    def clear_starting(self, printer_id: int) -> None:
+        with _mapped("clearing the start marker"):
+            self._printers.update_one({"_id": printer_id}, starting_update(None))
 
     def bed_type(self, bed_id: int) -> BedType | None:
         with _mapped("reading the plate"):
@@ -121,12 +132,23 @@ class MongoFarmStore:
         self.mirror(printer_id, {"last_error": error})
 
     # -- jobs ----------------------------------------------------------------------------
+    def next_job(self, printer_id: int, model: str, bed_type: BedType) -> JobDoc | None:
+        with _mapped("reading the queue"):
+            doc = self._jobs.find_one(claim_filter(printer_id, model, bed_type), sort=CLAIM_SORT)
+        return _job(doc)
+
     def claim_job(
-        self, printer_id: int, model: str, bed_type: BedType, now: datetime
+        self,
+        printer_id: int,
+        model: str,
+        bed_type: BedType,
+        now: datetime,
+        *,
+        job_id: str | None = None,
     ) -> JobDoc | None:
         with _mapped("claiming a job"):
             doc = self._jobs.find_one_and_update(
-                claim_filter(printer_id, model, bed_type),
+                claim_filter(printer_id, model, bed_type, job_id),
                 claim_update(printer_id, now),
                 sort=CLAIM_SORT,
                 return_document=ReturnDocument.AFTER,

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pantheon_contracts.beds import PRINTABLE_STATES, BedType
 from pantheon_contracts.printer import BUSY_STATES, DISPATCHABLE_STATES, PrinterState
-from pantheon_contracts.store import ACTIVE_JOB_STATUSES, JobStatus, PrinterBed
+from pantheon_contracts.store import (
+    ACTIVE_JOB_STATUSES,
+    JobStatus,
+    PrinterBed,
+    PrinterStart,
+    PrinterSwap,
+)
 from printer_service.domain.ports import Transition
 
 
@@ -30,6 +36,15 @@ class DispatchDecision:
         return cls(False, reason)
 
 
+def swap_refusal(swap: PrinterSwap) -> str:
+    """Why nothing starts while the robot swaps the plate (/status, the 409 of POST /print)."""
+    since = swap.since if swap.since.tzinfo else swap.since.replace(tzinfo=UTC)
+    return (
+        f"the robot is swapping this printer's plate (task {swap.task_id} since "
+        f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC): no print starts"
+    )
+
+
 def decide_dispatch(
     *,
     enabled: bool,
@@ -38,12 +53,18 @@ def decide_dispatch(
     bed_type: BedType | None,
     print_open: bool,
     cooling_down: bool = False,
+    swap: PrinterSwap | None = None,
 ) -> DispatchDecision:
     """May this printer claim the next job? (architecture.md 4 step 2/5; brief agreements).
 
-    Only an idle, finished or failed printer (the firmware accepts a job there, 4.3) whose
-    plate is loaded and clean, of a known type, with no print still being tracked.
+    Never while the robot swaps its plate (``printers.swap``: a take sent, its replace not
+    done); else only an idle, finished or failed printer (the firmware accepts a job there,
+    4.3) whose plate is loaded and clean, of a known type, with no print still being tracked.
+    The swap is checked first, so /status and a refused manual print name it even when the
+    plate state would refuse too.
     """
+    if swap is not None:
+        return DispatchDecision.no(swap_refusal(swap))
     if not enabled:
         return DispatchDecision.no("auto-dispatch disabled")
     if print_open:
@@ -61,8 +82,11 @@ def decide_dispatch(
     return DispatchDecision(True, "ready for a job")
 
 
-def claim_filter(printer_id: int, model: str, bed_type: BedType) -> dict[str, Any]:
-    """The ``jobs`` query of a claimable job for this printer and plate type.
+def claim_filter(
+    printer_id: int, model: str, bed_type: BedType, job_id: str | None = None
+) -> dict[str, Any]:
+    """The ``jobs`` query of a claimable job for this printer and plate type (only job
+    ``job_id`` if given: the one the start marker names).
 
     A job targets this printer by id, or any printer of this model (when it names no printer),
     or any printer (neither named).
@@ -71,8 +95,10 @@ def claim_filter(printer_id: int, model: str, bed_type: BedType) -> dict[str, An
     # top-level $or, and inside $or it does not match `field: None`; `$in: [None]` means the
     # same on real MongoDB (null or missing) and works on both.
     unset = {"$in": [None]}
+    which: list[dict[str, Any]] = [{"_id": job_id}] if job_id is not None else []
     return {
         "$and": [
+            *which,
             {"status": JobStatus.QUEUED.value},
             {"bed_type": bed_type.value},
             {
@@ -99,6 +125,25 @@ def claim_update(printer_id: int, now: datetime) -> dict[str, Any]:
             "updated_at": now,
         }
     }
+
+
+def start_guard_filter(printer_id: int) -> dict[str, Any]:
+    """The ``printers`` document of this printer, only while no plate swap is under way.
+
+    The compare-and-set half of the interlock with the orchestrator: it sets ``swap`` only
+    while ``starting`` is None, printer-service sets ``starting`` only through this filter, so
+    a take and a start never overlap. ``swap: None`` matches a null or a missing ``swap``.
+    """
+    # Not `$in: [None]` here: in an update filter, nx-27017 (the test server) matches it and
+    # reports the document modified, but does not apply the $set (on a null or a missing
+    # field alike). A top-level `field: None` means the same on real MongoDB (null or missing)
+    # and works on nx-27017 (only inside $or does it fail there, see claim_filter).
+    return {"_id": printer_id, "swap": None}
+
+
+def starting_update(start: PrinterStart | None) -> dict[str, Any]:
+    """The ``$set`` of ``printers.starting``: the start under way, or None once it is over."""
+    return {"$set": {"starting": start.model_dump(mode="python") if start else None}}
 
 
 def failure_update(attempts: int, max_attempts: int, error: str, now: datetime) -> dict[str, Any]:

@@ -6,16 +6,25 @@ implement these; unit tests use the in-memory doubles in ``printer_service.fakes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pantheon_contracts.beds import BedType
 from pantheon_contracts.printer import PrinterState
-from pantheon_contracts.store import CurrentPrint, JobDoc, JobStatus, PrintDoc, PrinterBed
+from pantheon_contracts.store import (
+    CurrentPrint,
+    JobDoc,
+    JobStatus,
+    PrintDoc,
+    PrinterBed,
+    PrinterStart,
+    PrinterSwap,
+)
 from printer_service.domain.normalize import LiveState
 
 
@@ -140,24 +149,68 @@ class OutboxEntry(BaseModel):
     last_error: str | None = None
 
 
+RECORD_FIELDS = ("bed", "current_print", "swap", "starting")
+"""The ``printers`` fields a :class:`PrinterRecord` is read from (the store's projection)."""
+
+
 @dataclass(frozen=True)
 class PrinterRecord:
     """What the service reads back from its ``printers`` document."""
 
     bed: PrinterBed | None
     current_print: CurrentPrint | None
+    swap: PrinterSwap | None = None
+    """The robot is swapping the plate (set by the orchestrator): no print starts."""
+    starting: PrinterStart | None = None
+    """A start of this printer-service under way (its own marker, for /status)."""
 
     @property
     def print_open(self) -> bool:
         """A print is being tracked (started, its end not recorded yet)."""
         return self.current_print is not None and self.current_print.ended_at is None
 
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], *, read_at: datetime) -> PrinterRecord:
+        """Read the record from a ``printers`` document; absent or null fields are None.
+
+        A ``swap`` is None only when null or missing, as for the compare-and-set filter
+        (``start_guard_filter``): any other value blocks a start, and one that is not a
+        :class:`PrinterSwap` (edited by hand) shows as unreadable, since ``read_at``.
+        """
+        bed, current = doc.get("bed"), doc.get("current_print")
+        return cls(
+            bed=PrinterBed.model_validate(bed) if isinstance(bed, dict) else None,
+            current_print=(
+                CurrentPrint.model_validate(current) if isinstance(current, dict) else None
+            ),
+            swap=_read_swap(doc.get("swap"), read_at),
+            starting=_read_start(doc.get("starting")),
+        )
+
+
+def _read_swap(raw: object, read_at: datetime) -> PrinterSwap | None:
+    if raw is None:
+        return None
+    try:
+        return PrinterSwap.model_validate(raw)
+    except ValidationError:
+        return PrinterSwap(task_id=f"? (unreadable printers.swap {str(raw)[:80]!r})", since=read_at)
+
+
+def _read_start(raw: object) -> PrinterStart | None:
+    # Informative only (our own marker): an unreadable one reads as none.
+    try:
+        return PrinterStart.model_validate(raw) if raw is not None else None
+    except ValidationError:
+        return None
+
 
 class FarmStore(Protocol):
     """The MongoDB collections printer-service reads and writes (architecture.md 3.3)."""
 
     def load_printer(self, printer_id: int) -> PrinterRecord:
-        """The plate and current print of the printer (an absent document reads empty)."""
+        """The plate, current print, swap and start marker of the printer (an absent document
+        reads empty)."""
 
     def bed_type(self, bed_id: int) -> BedType | None:
         """The type of plate ``bed_id``, None if unknown."""
@@ -165,10 +218,26 @@ class FarmStore(Protocol):
     def mirror(self, printer_id: int, fields: dict[str, Any]) -> None:
         """``$set`` the live-state fields of the printer document."""
 
+    def mark_starting(self, printer_id: int, start: PrinterStart) -> bool:
+        """Set ``printers.starting`` unless a plate swap is under way (compare-and-set on
+        ``swap`` null or missing); False when it matched nothing."""
+
+    def clear_starting(self, printer_id: int) -> None:
+        """Set ``printers.starting`` to None (the start is over, or a leftover of a crash)."""
+
+    def next_job(self, printer_id: int, model: str, bed_type: BedType) -> JobDoc | None:
+        """The job :meth:`claim_job` would claim now (a read: nothing is written)."""
+
     def claim_job(
-        self, printer_id: int, model: str, bed_type: BedType, now: datetime
+        self,
+        printer_id: int,
+        model: str,
+        bed_type: BedType,
+        now: datetime,
+        *,
+        job_id: str | None = None,
     ) -> JobDoc | None:
-        """Atomically claim the next matching queued job, or None."""
+        """Atomically claim the next matching queued job (only ``job_id`` if given), or None."""
 
     def active_jobs(self, printer_id: int) -> list[JobDoc]:
         """Jobs this printer holds (assigned, uploading, printing)."""
