@@ -31,13 +31,28 @@ PLACEMENT: dict[int, int] = {12: 802, 14: 804, 23: 808, 35: 811}
 
 @pytest.fixture
 def farm_db(mongo_db: MongoTestDb) -> Iterator[Database[dict[str, Any]]]:
-    """The seed farm in a fresh database, with PLACEMENT's plates loaded (with parts)."""
+    """The seed farm in a fresh database, with PLACEMENT's plates loaded (with parts): each of
+    those printers finished print ``print-<id>-1`` and reports FINISH, as printer-service
+    records it (live state, ``prints``); the other printers are idle and empty."""
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         mongo_db.url, tz_aware=True, serverSelectionTimeoutMS=10_000
     )
     db = client[mongo_db.name]
     seed_farm(db, load_layout(FARM))
+    now = datetime.now(UTC)
+    db.printers.update_many({}, {"$set": live_record("idle", now)})
     for printer_id, bed_id in PLACEMENT.items():
+        db.prints.insert_one(
+            {
+                "_id": f"print-{printer_id}-1",
+                "printer_id": printer_id,
+                "file": "cube.gcode.3mf",
+                "bed_id": bed_id,
+                "started_at": datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+                "ended_at": datetime(2026, 11, 23, 11, 0, tzinfo=UTC),
+                "result": "finished",
+            }
+        )
         db.beds.update_one(
             {"_id": bed_id},
             {
@@ -51,6 +66,7 @@ def farm_db(mongo_db: MongoTestDb) -> Iterator[Database[dict[str, Any]]]:
             {"_id": printer_id},
             {
                 "$set": {
+                    **live_record("finished", now),
                     "bed": {"bed_id": bed_id, "state": "with_part"},
                     "current_print": {
                         "print_id": f"print-{printer_id}-1",
@@ -69,6 +85,18 @@ def farm_db(mongo_db: MongoTestDb) -> Iterator[Database[dict[str, Any]]]:
         client.close()
 
 
+def live_record(state: str, last_seen: datetime) -> dict[str, Any]:
+    """The live fields printer-service mirrors into ``printers`` (no heater on)."""
+    return {
+        "state": state,
+        "gcode_state": state.upper(),
+        "online": True,
+        "link": "connected",
+        "last_seen": last_seen,
+        "temps": {"nozzle": 25.0, "nozzle_target": 0.0, "bed": 25.0, "bed_target": 0.0},
+    }
+
+
 @pytest.fixture
 def robot_sim_factory(
     mqtt_endpoint: tuple[str, int], mqtt_prefix: str, tmp_path: Path
@@ -76,7 +104,14 @@ def robot_sim_factory(
     """Starts the simulator with PLACEMENT and fast motions; stopped at the end."""
     started: list[RobotArmSim] = []
 
-    def start(*, echo: bool = True, take_s: float = 0.3, replace_s: float = 0.3) -> RobotArmSim:
+    def start(
+        *,
+        echo: bool = True,
+        take_s: float = 0.3,
+        replace_s: float = 0.3,
+        repeat_s: float = 0.1,
+        ledger: Path | None = None,
+    ) -> RobotArmSim:
         host, port = mqtt_endpoint
         initial = tmp_path / "placement.json"
         initial.write_text(json.dumps({"printers": {str(p): b for p, b in PLACEMENT.items()}}))
@@ -88,7 +123,8 @@ def robot_sim_factory(
             farm_layout=FARM,
             robot_sim_echo_job_id=echo,
             robot_sim_initial_state=initial,
-            robot_sim_ledger=tmp_path / "ledger.jsonl",
+            robot_sim_ledger=ledger or tmp_path / "ledger.jsonl",
+            robot_sim_status_repeat_s=repeat_s,
             robot_sim_take_s=take_s,
             robot_sim_replace_s=replace_s,
             robot_sim_homing_s=0.2,
@@ -149,6 +185,10 @@ def orchestrator_factory(
             "PLATE_POLL_S": "0.5",
             "DISPATCH_POLL_S": "0.2",
             "SHUTDOWN_GRACE_S": "5",
+            # the printers' records are written once by farm_db (no printer-service here)
+            "PRINTER_REPORT_MAX_AGE_S": "3600",
+            "ROBOT_CONFIRM_S": "0.3",
+            "ROBOT_RECONCILE_S": "3",
             **extra,
         }
         orchestrator = Orchestrator(

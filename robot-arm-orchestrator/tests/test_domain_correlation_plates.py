@@ -108,6 +108,57 @@ def test_echo_stale_status_with_our_id_before_the_send_is_ignored() -> None:
     assert c.status(st("available", "j2"), 10).outcome is Outcome.PENDING
 
 
+def test_echo_confirmation_window_completes_an_uncontradicted_available() -> None:
+    c = Correlator(echo=True, confirm_s=2.0)
+    c.sent("j2", last_seq_seen=0)
+    assert c.status(st("busy", "j2"), 1, now=10.0).outcome is Outcome.PENDING
+    assert c.status(st("available", "j2"), 2, now=11.0).outcome is Outcome.PENDING
+    assert c.tick(12.9).outcome is Outcome.PENDING
+    # the arm's own repeat of available does not restart the window
+    assert c.status(st("available", "j2"), 3, now=12.0).outcome is Outcome.PENDING
+    assert c.tick(13.0).outcome is Outcome.DONE
+    assert c.contradicted == 0
+
+
+def test_echo_a_forged_available_is_contradicted_by_the_arms_busy_repeat() -> None:
+    """Someone copies the job_id off robot_arm/job and publishes available while the arm
+    moves: the arm's next busy repeat naming the job cancels it; only the real one counts."""
+    c = Correlator(echo=True, confirm_s=2.0)
+    c.sent("j2", last_seq_seen=0)
+    c.status(st("busy", "j2"), 1, now=0.0)
+    assert c.status(st("available", "j2"), 2, now=1.0).outcome is Outcome.PENDING  # forged
+    assert c.status(st("busy", "j2"), 3, now=1.5).outcome is Outcome.PENDING  # the arm repeats
+    assert c.contradicted == 1
+    assert c.tick(10.0).outcome is Outcome.PENDING  # the forged one never completes it
+    assert c.status(st("available", "j2"), 4, now=20.0).outcome is Outcome.PENDING  # real
+    assert c.tick(22.0).outcome is Outcome.DONE
+
+
+def test_transition_mode_a_hand_published_available_after_busy_completes_the_job() -> None:
+    """Documented limit without job ids: the orchestrator cannot tell a hand-published
+    available from the arm's once the arm has left available (README, item 6)."""
+    c = Correlator(echo=False, confirm_s=2.0)
+    c.sent("j1", last_seq_seen=0)
+    assert c.status(st("busy"), 1, now=0.0).outcome is Outcome.PENDING
+    assert c.status(st("available"), 2, now=0.5).outcome is Outcome.DONE
+
+
+def test_adopted_job_after_a_restart() -> None:
+    c = Correlator(echo=True, confirm_s=1.0)
+    c.adopt("j5")
+    assert c.status(st("busy", "j5"), 1, now=0.0).outcome is Outcome.PENDING
+    c.status(st("available", "j5"), 2, now=1.0)
+    assert c.tick(2.0).outcome is Outcome.DONE
+    # the arm idle with another job as its last one: ours is not proven
+    c.adopt("j6")
+    verdict = c.status(st("available", "j5"), 3, now=3.0)
+    assert verdict.outcome is Outcome.ERROR
+    assert "not proven" in verdict.reason
+    # while not adopting, an available naming an older job is only ignored
+    c.sent("j7", last_seq_seen=3)
+    assert c.status(st("available", "j6"), 4, now=4.0).outcome is Outcome.PENDING
+
+
 # ---------------------------------------------------------------- plates
 
 P14 = PrinterPlace(printer_id=14, model="P1S", row=1, col=4, default_bed_type=BedType.TEXTURED_PEI)

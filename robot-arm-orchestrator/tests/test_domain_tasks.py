@@ -12,10 +12,12 @@ from robot_arm_orchestrator.domain.tasks import (
     FINAL_STATUSES,
     Actor,
     Blocked,
+    HoldScope,
     Idle,
     InvalidTransition,
     TaskKind,
     TaskView,
+    blocked_printers,
     can_transition,
     next_task,
     person_may_mark_done,
@@ -74,6 +76,9 @@ def test_homing_has_no_printer_and_no_bed() -> None:
         (S.SENT, S.SENT, Actor.SYSTEM, False),
         (S.HELD, S.PENDING, Actor.SYSTEM, False),
         (S.HELD, S.DONE, Actor.SYSTEM, False),
+        (S.HELD, S.PENDING, Actor.PRINT_END, True),  # re-armed: its print ended, never sent
+        (S.HELD, S.DONE, Actor.PRINT_END, False),
+        (S.PENDING, S.SENT, Actor.PRINT_END, False),
         (S.HELD, S.PENDING, Actor.PERSON, True),
         (S.HELD, S.DONE, Actor.PERSON, True),
         (S.HELD, S.ABORTED, Actor.PERSON, True),
@@ -123,7 +128,11 @@ def test_no_sequence_of_requests_breaks_the_invariants(
         assert current not in FINAL_STATUSES, "nothing leaves done/failed/aborted"
         assert not (current is S.SENT and new is S.PENDING), "sent never goes back to pending"
         if current is S.HELD:
-            assert actor is Actor.PERSON, "held is only left by a person's action"
+            assert actor is Actor.PERSON or (actor is Actor.PRINT_END and new is S.PENDING), (
+                "held is only left by a person's action, or re-armed by the end of its print"
+            )
+        if actor is Actor.PRINT_END:
+            assert (current, new) == (S.HELD, S.PENDING), "the end of a print only re-arms"
         if new is S.SENT:
             assert current is S.PENDING, "only a pending task is sent"
         current = new
@@ -146,9 +155,13 @@ def view(
     *,
     group: str | None = None,
     load_next: bool = False,
+    printer_id: int | None = None,
+    hold_scope: HoldScope | None = None,
 ) -> TaskView:
     step = {TaskKind.TAKE: 0, TaskKind.REPLACE: 1, TaskKind.HOMING: 0}[kind]
-    return TaskView(task_id, kind, status, order, step, group, None, load_next)
+    return TaskView(
+        task_id, kind, status, order, step, group, None, load_next, printer_id, hold_scope
+    )
 
 
 def test_the_oldest_pending_task_goes_first() -> None:
@@ -168,6 +181,39 @@ def test_a_held_task_stops_everything() -> None:
         view("h", TaskKind.HOMING, S.PENDING, 2),
     ]
     assert isinstance(next_task(tasks), Blocked)
+
+
+def test_a_task_held_for_the_arm_stops_everything() -> None:
+    tasks = [
+        view(
+            "a:take", TaskKind.TAKE, S.HELD, 1, group="a", printer_id=14, hold_scope=HoldScope.ARM
+        ),
+        view("b:take", TaskKind.TAKE, S.PENDING, 2, group="b", printer_id=15),
+    ]
+    assert next_task(tasks) == Blocked("task a:take is held: the arm waits for a person")
+
+
+def test_a_task_held_for_its_printer_stops_only_that_printer() -> None:
+    """A hold on printer 14 (nothing was sent): 14's later swap waits, 15's and homing go."""
+    held = view(
+        "a:take", TaskKind.TAKE, S.HELD, 1, group="a", printer_id=14, hold_scope=HoldScope.PRINTER
+    )
+    tasks = [
+        held,
+        view("a:replace", TaskKind.REPLACE, S.PENDING, 1, group="a", printer_id=14),
+        view("c:take", TaskKind.TAKE, S.PENDING, 2, group="c", printer_id=14),
+        view("b:take", TaskKind.TAKE, S.PENDING, 3, group="b", printer_id=15),
+        view("h", TaskKind.HOMING, S.PENDING, 4),
+    ]
+    result = next_task(tasks)
+    assert isinstance(result, TaskView)
+    assert result.task_id == "b:take"
+    assert blocked_printers(tasks) == {14}
+    rest = [t for t in tasks if t.printer_id != 15]
+    result = next_task(rest)
+    assert isinstance(result, TaskView)
+    assert result.task_id == "h"
+    assert next_task([held, *tasks[1:3]]) == Idle()
 
 
 def test_a_sent_task_blocks_the_next() -> None:

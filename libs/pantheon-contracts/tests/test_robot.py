@@ -35,7 +35,7 @@ def test_homing_is_the_seed_json() -> None:
 
 
 def test_key_order_is_the_seed_order() -> None:
-    keys = list(json.loads(RobotJob.take(21, 805, load_next=False).to_json()))
+    keys = list(json.loads(RobotJob.take(21, 805).to_json()))
     assert keys == [
         "printer_id",
         "bed_id",

@@ -56,9 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     crash = CrashPoints(settings.orchestrator_crashpoint)
     client = mongo_client(settings.mongo_url, app_name=SERVICE)
     store = TaskStore(client[settings.mongo_db])
-    robot = RobotLink(MqttClient(settings, settings.mqtt_client_id))
+    # A persistent session: the statuses the arm publishes while the orchestrator is down are
+    # kept by the broker and read after a restart (reconciling a task left sent).
+    robot = RobotLink(MqttClient(settings, settings.mqtt_client_id, clean_session=False))
     dispatcher = Dispatcher(store, robot, layout, settings, crash, Metrics(registry))
-    intake = Intake(store, layout, crash, dispatcher.nudge)
+    intake = Intake(
+        store,
+        layout,
+        crash,
+        dispatcher.nudge,
+        report_max_age_s=settings.printer_report_max_age_s,
+    )
     consumers = [
         AmqpConsumer(
             settings.amqp_url,

@@ -1,11 +1,18 @@
 """The dispatcher: one thread that runs the task log, one robot motion at a time.
 
-For each task: re-check the interlocks (the plate MongoDB says is in the printer, a reserved
-clean plate for a replace, the robot not busy or in error, MQTT connected), mark the task
-``sent`` durably, publish the job (QoS 1, PUBACK awaited), then wait for the correlated
-outcome. Done: update the plate inventory, then mark ``done``. Error, timeout or any doubt:
-``held``, and nothing more is sent until a person resolved it through the API. On start,
-every task found ``sent`` is held: the orchestrator never re-sends a motion by itself.
+For each task: re-check the interlocks (the door interlock on printer-service's live record, the
+plate MongoDB says is in the printer, a reserved clean plate for a replace, the robot not busy
+or in error, MQTT connected), mark the printer as being swapped and the task ``sent`` durably,
+publish the job (QoS 1, PUBACK awaited), then wait for the correlated outcome. Done: update the
+plate inventory, then mark ``done``.
+
+Holds: a task the door interlock refuses before anything was sent is held for its printer only
+(the others go on); one held only because its own print has not ended is re-armed when that
+print ends. A task sent whose outcome is in doubt (error, timeout, no PUBACK) is held for the
+arm: nothing more is sent until a person resolved it through the API. On start, a task found
+``sent`` is held for the arm, or, when the robot echoes job ids, reconciled from the robot's
+statuses (done when the arm confirms that job, held otherwise): the orchestrator never re-sends
+a motion by itself.
 """
 
 import logging
@@ -27,10 +34,18 @@ from pantheon_contracts.beds import BedType
 from pantheon_contracts.robot import RobotJob, RobotState
 from pantheon_contracts.store import RobotTaskStatus
 from robot_arm_orchestrator.adapters.robot import RobotLink, RobotLinkDown, RobotPublishDoubt
-from robot_arm_orchestrator.adapters.store import TaskConflict, TaskStore, task_view
+from robot_arm_orchestrator.adapters.store import (
+    Hold,
+    TaskConflict,
+    TaskStore,
+    hold_until,
+    stored_datetime,
+    task_view,
+)
 from robot_arm_orchestrator.crash import CrashPoints
 from robot_arm_orchestrator.domain.correlation import Correlator, Outcome, Verdict
 from robot_arm_orchestrator.domain.homing import due_homing_slot
+from robot_arm_orchestrator.domain.interlock import PrinterLive, door_check
 from robot_arm_orchestrator.domain.plates import (
     PrinterPlace,
     bed_type_for_next_job,
@@ -40,9 +55,12 @@ from robot_arm_orchestrator.domain.plates import (
 from robot_arm_orchestrator.domain.tasks import (
     Actor,
     Blocked,
+    HoldScope,
+    HoldUntil,
     Idle,
     Resolution,
     TaskKind,
+    blocked_printers,
     next_task,
     person_may_mark_done,
     plan_homing,
@@ -70,6 +88,8 @@ class DispatchInfo:
     state: str = "starting"
     detail: str = ""
     current_task: str | None = None
+    blocked_printers: tuple[int, ...] = ()
+    """Printers whose swaps wait for a person (a task held for that printer)."""
 
 
 class Metrics:
@@ -86,6 +106,17 @@ class Metrics:
             "robot_jobs_sent", "Robot jobs published, by kind.", ["kind"], registry=registry
         )
         self.held = Gauge("robot_tasks_held", "Tasks waiting for a person.", registry=registry)
+        self.interlock = Counter(
+            "robot_interlock_refusals",
+            "Takes and replaces the door interlock refused (held, never sent), by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.forged = Counter(
+            "robot_status_contradicted",
+            "'available' statuses naming the job in flight that the arm contradicted.",
+            registry=registry,
+        )
         self.paused = Gauge("robot_dispatch_paused", "1 while paused.", registry=registry)
 
 
@@ -107,7 +138,9 @@ class Dispatcher:
         self._settings = settings
         self._crash = crash
         self._metrics = metrics
-        self._correlator = Correlator(echo=settings.robot_echoes_job_id)
+        self._correlator = Correlator(
+            echo=settings.robot_echoes_job_id, confirm_s=settings.robot_confirm_s
+        )
         self._rack_rows = {r.id: r.row for r in layout.racks}
         self._nudged = threading.Event()
         self._stop = threading.Event()
@@ -118,6 +151,8 @@ class Dispatcher:
         self._homing_slot: str | None = None
         self._subscribed = False
         self._outage = OutageLog(log, "MongoDB (dispatcher)")
+        self._adopt: str | None = None
+        """A task found ``sent`` at start, to reconcile from the robot's statuses (echo)."""
         self.info = DispatchInfo()
         self.recovered = threading.Event()
 
@@ -155,12 +190,7 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 if not self.recovered.is_set():
-                    held = self._store.hold_sent_tasks(
-                        "orchestrator restarted while the task was sent: a person must check "
-                        "whether the robot did it (resolve done, retry or abort)"
-                    )
-                    for task_id in held:
-                        log.warning("task %s was in flight at restart: held", task_id)
+                    self._recover()
                     self.recovered.set()
                 self._step()
                 self._outage.success()
@@ -182,8 +212,26 @@ class Dispatcher:
                 self._stop.wait(next(delays))
         self.info = DispatchInfo("stopped")
 
+    def _recover(self) -> None:
+        """At start: a task found ``sent`` is held for a person, or, when the robot echoes
+        job ids, adopted: its outcome is read from the robot's statuses (``_reconcile``)."""
+        sent = self._store.sent_tasks()
+        if self._settings.robot_echoes_job_id and len(sent) == 1 and sent[0].get("job_id"):
+            self._adopt = str(sent[0]["_id"])
+            log.warning(
+                "task %s was in flight at restart: reconciling it from the robot's statuses",
+                self._adopt,
+            )
+            return
+        why = (
+            "orchestrator restarted while the task was sent: a person must check whether the "
+            "robot did it (resolve done, retry or abort)"
+        )
+        for task_id in self._store.hold_sent_tasks(why):
+            log.warning("task %s was in flight at restart: held", task_id)
+
     def _wait(self, state: str, detail: str = "") -> None:
-        self.info = DispatchInfo(state, detail)
+        self.info = DispatchInfo(state, detail, blocked_printers=self.info.blocked_printers)
         self._drain_statuses()
         if self._nudged.wait(self._settings.dispatch_poll_s):
             self._look_for_plates = True  # a nudge: re-check waiting replaces at once
@@ -203,8 +251,13 @@ class Dispatcher:
             self._wait("paused", reason)
             return
         self._schedule_homing()
+        if self._adopt is not None:
+            self._reconcile(self._adopt)
+            return
         with self._lock:
             docs = self._store.open_tasks()
+            if self._rearm(docs):
+                docs = self._store.open_tasks()
             self._metrics.held.set(sum(1 for d in docs if d["status"] == "held"))
             if any(d["status"] == RobotTaskStatus.WAITING.value for d in docs):
                 now = time.monotonic()
@@ -223,6 +276,7 @@ class Dispatcher:
             }
             closed = [task_view(d) for d in self._store.takes_of(sorted(replace_groups))]
             decision = next_task(views, closed)
+            self.info.blocked_printers = tuple(sorted(blocked_printers(views)))
         if isinstance(decision, Blocked):
             self._wait("blocked", decision.reason)
             return
@@ -253,6 +307,67 @@ class Dispatcher:
         if self._store.record([plan_homing(slot)], source="schedule", note="daily homing"):
             log.info("daily homing %s recorded", slot)
         self._homing_slot = slot
+
+    def _rearm(self, docs: list[dict[str, object]]) -> bool:
+        """Held tasks that wait only for their print's end, whose print has ended: pending
+        again (the door interlock is checked once more before they are published)."""
+        rearmed = False
+        for doc in docs:
+            if doc["status"] != RobotTaskStatus.HELD.value or hold_until(doc) is None:
+                continue
+            if int(str(doc.get("attempts") or 0)) != 0:
+                continue  # sent once: only a person may release it
+            print_id = doc.get("print_id")
+            if not print_id or not self._store.print_ended(str(print_id)):
+                continue
+            task_id = str(doc["_id"])
+            self._store.move(
+                task_id,
+                RobotTaskStatus.HELD,
+                RobotTaskStatus.PENDING,
+                Actor.PRINT_END,
+                note=f"print {print_id} ended: re-armed (the interlock is checked again)",
+                extra={"error": None},
+            )
+            log.info("task %s re-armed: print %s ended", task_id, print_id)
+            rearmed = True
+        return rearmed
+
+    def _reconcile(self, task_id: str) -> None:
+        """A task found ``sent`` at start (echo mode): wait for the robot to say what became of
+        its job. ``available`` naming it (confirmed) is done, anything else in doubt is held."""
+        doc = self._store.get(task_id)
+        self._adopt = None
+        if doc is None or doc["status"] != RobotTaskStatus.SENT.value:
+            return
+        kind = TaskKind(str(doc["kind"]))
+        job = RobotJob.parse(str(doc["payload"]))
+        job_id = str(doc["job_id"])
+        sent_at = stored_datetime(doc.get("sent_at"))
+        remaining = self._settings.timeout_for(kind)
+        if sent_at is not None:
+            elapsed = (datetime.now(UTC) - sent_at).total_seconds()
+            remaining = max(0.0, remaining - elapsed)
+        self.info = DispatchInfo("reconciling", f"job {job_id} of task {task_id}", task_id)
+        self._correlator.adopt(job_id)
+        verdict = self._await(
+            max(remaining, self._settings.robot_reconcile_s),
+            silence_s=self._settings.robot_reconcile_s,
+            job_id=job_id,
+        )
+        self._correlator.clear()
+        if verdict is None:
+            self._adopt = task_id  # stopping: still sent, looked at again on the next start
+            return
+        if verdict.outcome is Outcome.DONE:
+            self._finish_done(doc, kind, job, f"reconciled after a restart: {verdict.reason}")
+        else:
+            self._finish_held(
+                task_id,
+                kind,
+                f"orchestrator restarted while the task was sent, and {verdict.reason}: a "
+                "person must check whether the robot did it (resolve done, retry or abort)",
+            )
 
     # -- plates ------------------------------------------------------------------------------
     def _place(self, printer_id: int) -> PrinterPlace:
@@ -315,7 +430,8 @@ class Dispatcher:
         return promoted
 
     # -- one task ----------------------------------------------------------------------------
-    def _hold_pending(self, task_id: str, reason: str) -> None:
+    def _hold_pending(self, task_id: str, reason: str, until: HoldUntil | None = None) -> None:
+        """Nothing was sent: held for its printer only (the arm is free for the others)."""
         log.warning("task %s held before sending: %s", task_id, reason)
         self._store.move(
             task_id,
@@ -323,9 +439,30 @@ class Dispatcher:
             RobotTaskStatus.HELD,
             Actor.SYSTEM,
             note=reason,
-            extra={"error": reason},
+            extra=Hold(reason, HoldScope.PRINTER, until).fields(),
         )
         self._metrics.finished.labels(task_id.rsplit(":", 1)[-1], "held").inc()
+
+    def _door_refusal(self, doc: Document, kind: TaskKind, printer: PrinterLive) -> bool:
+        """Check the door interlock just before publishing; hold the task if it refuses."""
+        print_id = doc.get("print_id")
+        synthetic = bool(doc.get("print_id_synthetic")) or not print_id
+        check = door_check(
+            kind,
+            printer,
+            print_id=None if synthetic else str(print_id),
+            print_ended=None if synthetic else self._store.print_ended(str(print_id)),
+            now=datetime.now(UTC),
+            max_age_s=self._settings.printer_report_max_age_s,
+            group=str(print_id) if print_id else None,
+        )
+        if check.safe:
+            return False
+        self._metrics.interlock.labels(kind.value).inc()
+        self._hold_pending(
+            str(doc["_id"]), check.reason, HoldUntil.PRINT_END if check.until_print_end else None
+        )
+        return True
 
     def _execute(self, doc: Document) -> None:
         task_id = str(doc["_id"])
@@ -340,6 +477,8 @@ class Dispatcher:
             if printer is None:
                 self._hold_pending(task_id, f"printer {printer_id} is not in MongoDB any more")
                 return
+            if self._door_refusal(doc, kind, printer):
+                return
             if kind is TaskKind.TAKE:
                 bed_id = doc.get("bed_id")
                 if bed_id is None:
@@ -352,33 +491,9 @@ class Dispatcher:
                         task_id, f"MongoDB says printer {printer_id} holds {now_in}, not {bed_id}"
                     )
                     return
-                replace = self._store.get(task_id_for(str(doc["print_id"]), TaskKind.REPLACE))
-                if replace is not None and replace["status"] in ("pending", "waiting"):
-                    load_next = self._reserve(replace) is not None
-                    if replace["status"] == "waiting" and load_next:
-                        self._store.move(
-                            str(replace["_id"]),
-                            RobotTaskStatus.WAITING,
-                            RobotTaskStatus.PENDING,
-                            Actor.SYSTEM,
-                            note="a clean plate was reserved",
-                        )
-                    elif replace["status"] == "pending" and not load_next:
-                        self._store.move(
-                            str(replace["_id"]),
-                            RobotTaskStatus.PENDING,
-                            RobotTaskStatus.WAITING,
-                            Actor.SYSTEM,
-                            note="no clean plate of the needed type: waiting for an operator",
-                        )
-                job = RobotJob.take(printer_id, bed_id, load_next=load_next)
+                load_next = self._reserve_for_take(str(doc["print_id"]))
+                job = RobotJob.take(printer_id, bed_id)
             else:
-                if printer.bed is not None:
-                    self._hold_pending(
-                        task_id,
-                        f"MongoDB says printer {printer_id} still holds plate {printer.bed.bed_id}",
-                    )
-                    return
                 bed = self._reserve(doc)
                 if bed is None:
                     self._store.move(
@@ -389,8 +504,44 @@ class Dispatcher:
                         note="no clean plate of the needed type: waiting for an operator",
                     )
                     return
-                job = RobotJob.replace(printer_id, bed, load_next=False)
+                job = RobotJob.replace(printer_id, bed)
+            print_id = str(doc["print_id"]) if doc.get("print_id") else None
+            if not self._store.claim_printer(printer_id, task_id, print_id):
+                # printer-service began a start between the check and the claim
+                fresh = self._store.printer(printer_id)
+                what = fresh.starting.what if fresh and fresh.starting else "another swap"
+                self._hold_pending(
+                    task_id,
+                    f"printer {printer_id} could not be marked as being swapped "
+                    f"(printer-service is starting {what})",
+                )
+                return
         self._send(doc, kind, job, load_next)
+
+    def _reserve_for_take(self, print_id: str) -> bool:
+        """Reserve the clean plate of the take's replace before the take goes out; True when
+        one is reserved (the replace then follows at once, nothing comes between)."""
+        replace = self._store.get(task_id_for(print_id, TaskKind.REPLACE))
+        if replace is None or replace["status"] not in ("pending", "waiting"):
+            return False
+        reserved = self._reserve(replace) is not None
+        if replace["status"] == "waiting" and reserved:
+            self._store.move(
+                str(replace["_id"]),
+                RobotTaskStatus.WAITING,
+                RobotTaskStatus.PENDING,
+                Actor.SYSTEM,
+                note="a clean plate was reserved",
+            )
+        elif replace["status"] == "pending" and not reserved:
+            self._store.move(
+                str(replace["_id"]),
+                RobotTaskStatus.PENDING,
+                RobotTaskStatus.WAITING,
+                Actor.SYSTEM,
+                note="no clean plate of the needed type: waiting for an operator",
+            )
+        return reserved
 
     def _send(self, doc: Document, kind: TaskKind, job: RobotJob, load_next: bool) -> None:
         task_id = str(doc["_id"])
@@ -436,22 +587,23 @@ class Dispatcher:
             log.warning("stopping with task %s in flight: it will be held on restart", task_id)
             return
         if verdict.outcome is Outcome.DONE:
-            self._complete(doc, kind, job)
-            self._store.move(
-                task_id,
-                RobotTaskStatus.SENT,
-                RobotTaskStatus.DONE,
-                Actor.SYSTEM,
-                note=verdict.reason,
-            )
-            self._metrics.finished.labels(kind.value, "done").inc()
-            log.info("%s %s done", kind, task_id)
-            self._crash.reached(f"after_done:{kind.value}")
+            self._finish_done(doc, kind, job, verdict.reason)
         else:
             self._finish_held(task_id, kind, verdict.reason)
         self.info = DispatchInfo("idle")
 
+    def _finish_done(self, doc: Document, kind: TaskKind, job: RobotJob, reason: str) -> None:
+        task_id = str(doc["_id"])
+        self._complete(doc, kind, job)
+        self._store.move(
+            task_id, RobotTaskStatus.SENT, RobotTaskStatus.DONE, Actor.SYSTEM, note=reason
+        )
+        self._metrics.finished.labels(kind.value, "done").inc()
+        log.info("%s %s done", kind, task_id)
+        self._crash.reached(f"after_done:{kind.value}")
+
     def _finish_held(self, task_id: str, kind: TaskKind, reason: str) -> None:
+        """The task was sent and its outcome is in doubt: held for the arm (everything waits)."""
         log.warning("task %s held: %s", task_id, reason)
         self._store.move(
             task_id,
@@ -459,26 +611,45 @@ class Dispatcher:
             RobotTaskStatus.HELD,
             Actor.SYSTEM,
             note=reason,
-            extra={"error": reason},
+            extra=Hold(reason, HoldScope.ARM).fields(),
         )
         self._metrics.finished.labels(kind.value, "held").inc()
         self.info = DispatchInfo("blocked", f"task {task_id} is held: {reason}")
 
-    def _await(self, timeout_s: float) -> Verdict | None:
-        """The correlated outcome; ERROR on timeout; None when stopping past the grace time."""
-        deadline = time.monotonic() + timeout_s
+    def _await(
+        self, timeout_s: float, *, silence_s: float | None = None, job_id: str | None = None
+    ) -> Verdict | None:
+        """The correlated outcome; ERROR on timeout (or, with ``silence_s``, when no status
+        naming ``job_id`` came that long); None when stopping past the grace time."""
+        start = time.monotonic()
+        deadline = start + timeout_s
+        heard = False
+        contradicted = self._correlator.contradicted
         while True:
             now = time.monotonic()
             if now >= deadline:
                 why = f"no completion from the robot within {timeout_s:g} s"
                 return Verdict(Outcome.ERROR, why)
+            if silence_s is not None and not heard and now - start >= silence_s:
+                why = f"the robot said nothing about job {job_id} within {silence_s:g} s"
+                return Verdict(Outcome.ERROR, why)
             if self._stop_at is not None and now - self._stop_at > self._settings.shutdown_grace_s:
                 return None
             try:
-                event = self._robot.events.get(timeout=min(0.2, deadline - now))
+                event = self._robot.events.get(timeout=min(0.1, deadline - now))
             except queue.Empty:
-                continue
-            verdict = self._correlator.status(event.status, event.seq)
+                verdict = self._correlator.tick(time.monotonic())
+            else:
+                heard = heard or (job_id is not None and event.status.job_id == job_id)
+                verdict = self._correlator.status(event.status, event.seq, time.monotonic())
+            if self._correlator.contradicted != contradicted:
+                contradicted = self._correlator.contradicted
+                self._metrics.forged.inc()
+                log.warning(
+                    "an 'available' naming job %s was contradicted by the arm (still busy with "
+                    "it): ignored as forged or stale",
+                    self._correlator.job_id,
+                )
             if verdict.outcome is not Outcome.PENDING:
                 return verdict
 
@@ -489,7 +660,10 @@ class Dispatcher:
         if kind is TaskKind.TAKE:
             self._store.apply_take(job.printer_id, job.bed_id)
         elif kind is TaskKind.REPLACE:
-            self._store.apply_replace(job.printer_id, job.bed_id)
+            print_id = doc.get("print_id")
+            self._store.apply_replace(
+                job.printer_id, job.bed_id, str(print_id) if print_id else None
+            )
 
     # -- a person's decisions ----------------------------------------------------------------
     def resolve(
@@ -507,6 +681,7 @@ class Dispatcher:
             status = RobotTaskStatus(str(doc["status"]))
             kind = TaskKind(str(doc["kind"]))
             why = note or f"{action.value} by a person"
+            self._check_print_over(doc, action)
             try:
                 if action is Resolution.DONE:
                     new = self._done_by_person(doc, status, kind, why, bed_id)
@@ -528,6 +703,7 @@ class Dispatcher:
                     self._store.release_plate(task_id)
                     if kind is TaskKind.TAKE and doc.get("print_id"):
                         self._abort_replace_of(str(doc["print_id"]), why)
+                    self._release_swap(doc)
             except TaskConflict as err:
                 raise ResolveError(str(err), 409) from err
             except ValueError as err:  # InvalidTransition
@@ -535,6 +711,26 @@ class Dispatcher:
         self._metrics.finished.labels(kind.value, str(new["status"])).inc()
         self.nudge()
         return new
+
+    def _check_print_over(self, doc: Document, action: Resolution) -> None:
+        """409 for done or abort on a swap held until its print ends, while the print runs: it
+        follows by itself at the end, and closing it now would leave that end unserved."""
+        if action is Resolution.RETRY or hold_until(doc) is not HoldUntil.PRINT_END:
+            return
+        print_id = doc.get("print_id")
+        if print_id and self._store.print_ended(str(print_id)) is False:
+            raise ResolveError(
+                f"print {print_id} has not ended on printer {doc.get('printer_id')}: this swap "
+                "follows by itself once it does (retry checks the printer again now)",
+                409,
+            )
+
+    def _release_swap(self, doc: Document) -> None:
+        """The swap of this task's print is over (closed by a person): clear its marker."""
+        printer_id = doc.get("printer_id")
+        if printer_id is not None:
+            print_id = doc.get("print_id")
+            self._store.release_printer(int(str(printer_id)), str(print_id) if print_id else None)
 
     def _done_by_person(
         self,

@@ -43,6 +43,26 @@ class Settings(AmqpSettings, MqttSettings, MongoSettings, ServiceTokenSettings, 
         description="the robot echoes job_id in its statuses (the simulator does; the real "
         "robot does not): correlate by job_id instead of busy -> available transitions",
     )
+    robot_confirm_s: float = Field(
+        default=2.5,
+        ge=0,
+        description="echo mode: an 'available' naming the job in flight completes it only "
+        "after this many seconds without a status of the arm naming the job as still running "
+        "(the arm repeats its status while it moves; keep this above twice its repeat period). "
+        "0: the first 'available' naming the job completes it",
+    )
+    robot_reconcile_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="echo mode, after a restart with a task sent: how long to wait for the "
+        "first status of the arm naming its job before holding it for a person",
+    )
+    printer_report_max_age_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="door interlock: a printer whose last report (printers.last_seen, mirrored "
+        "by printer-service at least every 30 s) is older than this is not opened",
+    )
     take_timeout_s: float = Field(default=300.0, gt=0, description="a take not done by then: held")
     replace_timeout_s: float = Field(default=300.0, gt=0, description="same for a replace")
     homing_timeout_s: float = Field(default=180.0, gt=0, description="same for a homing")

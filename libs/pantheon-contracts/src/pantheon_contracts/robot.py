@@ -41,7 +41,8 @@ class RobotJob(BaseModel):
     )
     take_from_printer: bool = Field(description="true for take, false for replace and homing")
     load_next_bed_without_homing: bool = Field(
-        description="true when another job for the same printer follows at once"
+        description="true in every take and replace (the seed's own examples: the arm homes "
+        "only through the homing job); false in the homing job"
     )
     open_doors: tuple[str, ...] = Field(description="doors the robot opens, e.g. ['printer14']")
     job_id: str | None = Field(
@@ -69,29 +70,25 @@ class RobotJob(BaseModel):
         return RobotJobKind.TAKE if self.take_from_printer else RobotJobKind.REPLACE
 
     @classmethod
-    def take(
-        cls, printer_id: int, bed_id: int, *, load_next: bool = True, job_id: str | None = None
-    ) -> "RobotJob":
+    def take(cls, printer_id: int, bed_id: int, *, job_id: str | None = None) -> "RobotJob":
         """Take plate ``bed_id`` out of printer ``printer_id`` (to its home slot)."""
         return cls(
             printer_id=printer_id,
             bed_id=bed_id,
             take_from_printer=True,
-            load_next_bed_without_homing=load_next,
+            load_next_bed_without_homing=True,
             open_doors=(door_name(printer_id),),
             job_id=job_id,
         )
 
     @classmethod
-    def replace(
-        cls, printer_id: int, bed_id: int, *, load_next: bool = True, job_id: str | None = None
-    ) -> "RobotJob":
+    def replace(cls, printer_id: int, bed_id: int, *, job_id: str | None = None) -> "RobotJob":
         """Load clean plate ``bed_id`` into printer ``printer_id``."""
         return cls(
             printer_id=printer_id,
             bed_id=bed_id,
             take_from_printer=False,
-            load_next_bed_without_homing=load_next,
+            load_next_bed_without_homing=True,
             open_doors=(door_name(printer_id),),
             job_id=job_id,
         )

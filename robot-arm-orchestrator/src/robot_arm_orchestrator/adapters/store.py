@@ -17,12 +17,19 @@
     load_next      take: sent with load_next_bed_without_homing
     payload        the last JSON published
     error          why it is held or failed
+    hold           while held: {scope: printer|arm, until: print_end|null} (domain/tasks.py)
     created_at, updated_at, sent_at, finished_at
     history        [{at, from, to, actor, note}]
 
 Every status change is a compare-and-set on the current status (``find_one_and_update``), so two
 writers can never both move one task. Plates are reserved with a compare-and-set on ``beds``
 (state clean and ``reserved_for`` null -> ``reserved_for`` = the replace task id).
+
+``printers.swap`` (pantheon_contracts.store.PrinterSwap) is written here: set with a
+compare-and-set while ``printers.starting`` is null, before a take or replace is published, and
+cleared when the swap is over (replace done, or its tasks closed by a person). printer-service
+sets ``printers.starting`` only while ``swap`` is null: one document, so the two exclude each
+other.
 """
 
 import time
@@ -41,11 +48,22 @@ from pantheon_common.errors import StoreUnavailable
 from pantheon_common.mongo import ASCENDING, DESCENDING, Document, IndexSpec, ensure_indexes
 from pantheon_contracts.beds import BedState, BedType
 from pantheon_contracts.names import Collections
-from pantheon_contracts.store import JobDoc, JobStatus, PrinterBed, RobotTaskStatus
+from pantheon_contracts.printer import PrinterState
+from pantheon_contracts.store import (
+    JobDoc,
+    JobStatus,
+    PrinterBed,
+    PrinterStart,
+    PrinterSwap,
+    RobotTaskStatus,
+)
+from robot_arm_orchestrator.domain.interlock import PrinterLive, PrintRef
 from robot_arm_orchestrator.domain.plates import PlateView
 from robot_arm_orchestrator.domain.tasks import (
     OPEN_STATUSES,
     Actor,
+    HoldScope,
+    HoldUntil,
     TaskKind,
     TaskPlan,
     TaskView,
@@ -70,17 +88,84 @@ class TaskConflict(Exception):
 
 
 @dataclass(frozen=True)
-class PrinterInfo:
-    """What intake and dispatch read from a ``printers`` document."""
+class Hold:
+    """Why and how a task is held (``robot_tasks.hold`` plus ``error``)."""
 
-    printer_id: int
-    model: str
-    bed: PrinterBed | None
-    current_print_id: str | None
+    reason: str
+    scope: HoldScope
+    until: HoldUntil | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The task fields a hold sets."""
+        until = self.until.value if self.until else None
+        return {"error": self.reason, "hold": {"scope": self.scope.value, "until": until}}
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _model(kind: Any, raw: object) -> Any:
+    """``kind`` validated from a sub-document, or None when absent or unreadable."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return kind.model_validate(raw)
+    except ValueError:
+        return None
+
+
+def _float_or_none(value: object) -> float | None:
+    try:
+        return None if value is None else float(str(value))
+    except ValueError:
+        return None
+
+
+def stored_datetime(value: object) -> datetime | None:
+    """An aware UTC datetime from a stored time (naive ones are UTC; nx-27017, the test
+    server, hands back a datetime written with ``$set`` as its ISO text)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def printer_live(doc: Mapping[str, Any]) -> PrinterLive:
+    """The interlock's view of a ``printers`` document (unreadable fields read as unknown)."""
+    try:
+        state = PrinterState(str(doc.get("state")))
+    except ValueError:
+        state = PrinterState.UNKNOWN
+    current = doc.get("current_print")
+    ref = None
+    if isinstance(current, dict) and current.get("print_id"):
+        ref = PrintRef(
+            print_id=str(current["print_id"]),
+            printer_id=int(str(doc["_id"])),
+            ended=current.get("ended_at") is not None,
+        )
+    raw_temps = doc.get("temps")
+    temps: Mapping[str, Any] = raw_temps if isinstance(raw_temps, dict) else {}
+    progress = doc.get("progress_pct")
+    return PrinterLive(
+        printer_id=int(str(doc["_id"])),
+        model=str(doc.get("model", "")),
+        state=state,
+        online=doc.get("online") in (True, 1),
+        last_seen=stored_datetime(doc.get("last_seen")),
+        bed=_model(PrinterBed, doc.get("bed")),
+        current_print=ref,
+        starting=_model(PrinterStart, doc.get("starting")),
+        swap=_model(PrinterSwap, doc.get("swap")),
+        nozzle_target=_float_or_none(temps.get("nozzle_target")),
+        bed_target=_float_or_none(temps.get("bed_target")),
+        progress_pct=int(progress) if isinstance(progress, int | float) else None,
+    )
 
 
 def _int_or_none(value: object) -> int | None:
@@ -104,6 +189,23 @@ def _plate_view(doc: Mapping[str, Any]) -> PlateView | None:
         return None
 
 
+def _hold_scope(doc: Mapping[str, Any]) -> HoldScope | None:
+    hold = doc.get("hold")
+    try:
+        return HoldScope(hold["scope"]) if isinstance(hold, dict) else None
+    except (KeyError, ValueError):
+        return None
+
+
+def hold_until(doc: Mapping[str, Any]) -> HoldUntil | None:
+    """What releases a held task besides a person (None: only a person)."""
+    hold = doc.get("hold")
+    try:
+        return HoldUntil(hold["until"]) if isinstance(hold, dict) and hold.get("until") else None
+    except ValueError:
+        return None
+
+
 def task_view(doc: Mapping[str, Any]) -> TaskView:
     """The dispatcher's view of a task document."""
     return TaskView(
@@ -115,6 +217,8 @@ def task_view(doc: Mapping[str, Any]) -> TaskView:
         group=doc.get("print_id"),
         bed_id=_int_or_none(doc.get("bed_id")),
         load_next=bool(doc.get("load_next")),
+        printer_id=_int_or_none(doc.get("printer_id")),
+        hold_scope=_hold_scope(doc),
     )
 
 
@@ -133,6 +237,7 @@ class TaskStore:
             Collections.PRINTERS, write_concern=_DURABLE
         )
         self.jobs: Collection[Document] = db[Collections.JOBS]
+        self.db_prints: Collection[Document] = db[Collections.PRINTS]
         self.state: Collection[Document] = db.get_collection(DISPATCH_STATE, write_concern=_DURABLE)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -152,20 +257,83 @@ class TaskStore:
         self._call("pinging", self._db.command, "ping")
 
     # -- intake ----------------------------------------------------------------------------
-    def printer(self, printer_id: int) -> PrinterInfo | None:
-        """The printer's model, plate and current print, or None if MongoDB has no such printer."""
+    def printer(self, printer_id: int) -> PrinterLive | None:
+        """printer-service's live record of the printer, or None if MongoDB has no such one."""
         doc = self._call("reading a printer", self.printers.find_one, {"_id": printer_id})
-        if doc is None:
+        return None if doc is None else printer_live(doc)
+
+    def print_ref(self, print_id: str) -> PrintRef | None:
+        """The print ``print_id`` (``prints``, written by printer-service), or None."""
+        doc = self._call(
+            "reading a print",
+            self.db_prints.find_one,
+            {"_id": print_id},
+            projection={"printer_id": 1, "ended_at": 1},
+        )
+        if doc is None or doc.get("printer_id") is None:
             return None
-        raw_bed = doc.get("bed")
-        bed = PrinterBed.model_validate(raw_bed) if isinstance(raw_bed, dict) else None
-        current = doc.get("current_print")
-        print_id = current.get("print_id") if isinstance(current, dict) else None
-        return PrinterInfo(
-            printer_id=printer_id,
-            model=str(doc.get("model", "")),
-            bed=bed,
-            current_print_id=str(print_id) if print_id else None,
+        return PrintRef(
+            print_id=print_id,
+            printer_id=int(str(doc["printer_id"])),
+            ended=doc.get("ended_at") is not None,
+        )
+
+    def print_ended(self, print_id: str) -> bool | None:
+        """Whether printer-service recorded the end of print ``print_id`` (None: no such print,
+        e.g. an id made up for a hand-typed ready)."""
+        ref = self.print_ref(print_id)
+        return None if ref is None else ref.ended
+
+    def recorded(self, print_id: str) -> bool:
+        """Tasks exist for print ``print_id``."""
+        doc = self._call(
+            "reading tasks", self.tasks.find_one, {"print_id": print_id}, projection={"_id": 1}
+        )
+        return doc is not None
+
+    def open_swap_task(self, printer_id: int) -> str | None:
+        """An open take or replace of this printer, if any (its id)."""
+        doc = self._call(
+            "reading tasks",
+            self.tasks.find_one,
+            {
+                "printer_id": printer_id,
+                "kind": {"$in": [TaskKind.TAKE.value, TaskKind.REPLACE.value]},
+                "status": {"$in": [s.value for s in OPEN_STATUSES]},
+            },
+            projection={"_id": 1},
+        )
+        return None if doc is None else str(doc["_id"])
+
+    # -- the printer's swap marker ---------------------------------------------------------
+    def claim_printer(self, printer_id: int, task_id: str, print_id: str | None) -> bool:
+        """Mark the printer as being swapped by this swap (compare-and-set: only while no print
+        is starting on it and no other swap holds it); False when the marker was refused."""
+        swap = PrinterSwap(task_id=task_id, print_id=print_id, since=_now())
+        # `field: None` means null or missing. Not `$in: [None]` here: nx-27017 (the test
+        # server) matches such a filter in an update and then leaves the document unchanged.
+        doc = self._call(
+            "marking the printer's swap",
+            self.printers.find_one_and_update,
+            {
+                "$and": [
+                    {"_id": printer_id},
+                    {"starting": None},
+                    {"$or": [{"swap": None}, {"swap.print_id": print_id}]},
+                ]
+            },
+            {"$set": {"swap": swap.model_dump()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None
+
+    def release_printer(self, printer_id: int, print_id: str | None) -> None:
+        """Clear the printer's swap marker if this swap (``print_id``) holds it."""
+        self._call(
+            "clearing the printer's swap",
+            self.printers.update_one,
+            {"_id": printer_id, "swap.print_id": print_id},
+            {"$set": {"swap": None}},
         )
 
     def record(
@@ -175,20 +343,29 @@ class TaskStore:
         source: str,
         synthetic: bool = False,
         note: str | None = None,
+        hold: Hold | None = None,
     ) -> int:
         """Insert the planned tasks durably; returns how many were new (0 = all recorded before).
 
         Each task is inserted on its own: a duplicate key means that task was recorded already
         (a redelivery, or a crash between the two inserts), so the others are still written.
+        With ``hold`` the first task is recorded ``held`` (the door interlock refused at intake);
+        the others wait behind it as usual (a replace after its take).
         """
         order = time.time_ns()
         new = 0
         now = _now()
-        for plan in plans:
+        for index, plan in enumerate(plans):
+            held = hold if index == 0 else None
+            status = RobotTaskStatus.HELD if held else RobotTaskStatus.PENDING
+            history = [
+                {"at": now, "from": None, "to": status.value, "actor": "system", "note": r}
+                for r in ([held.reason] if held else [])
+            ]
             doc: Document = {
                 "_id": plan.task_id,
                 "kind": plan.kind.value,
-                "status": RobotTaskStatus.PENDING.value,
+                "status": status.value,
                 "printer_id": plan.printer_id,
                 "bed_id": plan.bed_id,
                 "bed_type": None,
@@ -203,11 +380,13 @@ class TaskStore:
                 "load_next": False,
                 "payload": None,
                 "error": None,
+                "hold": None,
                 "created_at": now,
                 "updated_at": now,
                 "sent_at": None,
                 "finished_at": None,
-                "history": [],
+                "history": history,
+                **(held.fields() if held else {}),
             }
             try:
                 self._call("recording a robot task", self.tasks.insert_one, doc)
@@ -289,6 +468,8 @@ class TaskStore:
             raise TaskConflict(f"task {task_id} is not {current} any more")
         now = _now()
         fields: dict[str, Any] = {"status": target.value, "updated_at": now, **(extra or {})}
+        if current is RobotTaskStatus.HELD and target is not RobotTaskStatus.HELD:
+            fields.setdefault("hold", None)
         if target in (RobotTaskStatus.DONE, RobotTaskStatus.ABORTED, RobotTaskStatus.FAILED):
             fields["finished_at"] = now
         # The whole history is rewritten under the status compare-and-set ($push of documents
@@ -318,13 +499,18 @@ class TaskStore:
             raise TaskConflict(f"task {task_id} is not {current} any more")
         return doc
 
-    def hold_sent_tasks(self, note: str) -> list[str]:
-        """Restart recovery: every ``sent`` task becomes ``held`` (never re-sent by itself)."""
-        held = []
-        sent = self._call(
+    def sent_tasks(self) -> list[Document]:
+        """Every task ``sent`` (in flight, or left so by a crash)."""
+        docs: list[Document] = self._call(
             "finding sent tasks", list, self.tasks.find({"status": RobotTaskStatus.SENT.value})
         )
-        for doc in sent:
+        return docs
+
+    def hold_sent_tasks(self, note: str) -> list[str]:
+        """Restart recovery: every ``sent`` task becomes ``held`` for the arm (never re-sent by
+        itself)."""
+        held = []
+        for doc in self.sent_tasks():
             try:
                 self.move(
                     str(doc["_id"]),
@@ -332,7 +518,7 @@ class TaskStore:
                     RobotTaskStatus.HELD,
                     Actor.SYSTEM,
                     note=note,
-                    extra={"error": note},
+                    extra=Hold(note, HoldScope.ARM).fields(),
                 )
             except TaskConflict:
                 continue
@@ -448,8 +634,9 @@ class TaskStore:
             {"$set": {"bed": None}},
         )
 
-    def apply_replace(self, printer_id: int, bed_id: int) -> None:
-        """After a replace: the clean plate is loaded (this lets printer-service start a job)."""
+    def apply_replace(self, printer_id: int, bed_id: int, print_id: str | None = None) -> None:
+        """After a replace: the clean plate is loaded and the swap marker of ``print_id``
+        cleared (this lets printer-service start a job)."""
         self._call(
             "recording a replace",
             self.beds.update_one,
@@ -471,6 +658,7 @@ class TaskStore:
             {"_id": printer_id},
             {"$set": {"bed": {"bed_id": bed_id, "state": BedState.IN_PRINTER.value}}},
         )
+        self.release_printer(printer_id, print_id)
 
     # -- pause -----------------------------------------------------------------------------
     def paused(self) -> tuple[bool, str]:

@@ -40,6 +40,12 @@ class TaskOut(BaseModel):
     load_next: bool = False
     payload: str | None = Field(default=None, description="last JSON sent to robot_arm/job")
     error: str | None = Field(default=None, description="why it is held, waiting or failed")
+    hold: dict[str, Any] | None = Field(
+        default=None,
+        description="while held: scope (printer: only its printer waits, nothing was sent; "
+        "arm: everything waits, the outcome of a sent job is in doubt) and until (print_end: "
+        "re-armed by itself when its print ends; null: only a person releases it)",
+    )
     created_at: datetime | None = None
     updated_at: datetime | None = None
     sent_at: datetime | None = None
@@ -84,6 +90,11 @@ class DispatchOut(BaseModel):
     robot_status: str | None = Field(description="last robot_arm/status received")
     mqtt_connected: bool
     held: int
+    blocked_printers: list[int] = Field(
+        default_factory=list,
+        description="printers whose swaps wait for a person (a task held for that printer); "
+        "the other printers are served",
+    )
 
 
 class DeadLetterOut(BaseModel):
@@ -191,6 +202,7 @@ def create_app(
             robot_status=last.status if last else None,
             mqtt_connected=robot.connected,
             held=held,
+            blocked_printers=list(info.blocked_printers),
         )
 
     @router.get("/dispatch", response_model=DispatchOut)

@@ -5,7 +5,9 @@ A task is one robot motion (take, replace or homing). Its life cycle (``robot_ta
     pending --(system: published)--> sent --(system: robot done)--> done
     pending --(system: no clean plate)--> waiting --(system: plate reserved)--> pending
     sent --(system: error, timeout, restart, publish doubt)--> held
-    pending --(system: interlock failed, e.g. wrong plate in the printer)--> held
+    pending --(system: interlock failed, e.g. printer printing, wrong plate in it)--> held
+    (recorded) --(system: the door interlock refused at intake)--> held
+    held --(print_end: re-armed, the print it waited for ended; never sent)--> pending
     pending --(system: impossible before anything moved)--> failed
     held --(person: done)--> done
     pending --(person: done, a take, or a replace naming the plate loaded)--> done
@@ -16,7 +18,14 @@ A task is one robot motion (take, replace or homing). Its life cycle (``robot_ta
 
 done, failed and aborted are final. ``sent`` never goes back to ``pending`` by itself: a motion
 that may have started is only sent again after a person chose ``retry`` (at most once per
-decision). ``held`` is left only by a person's action.
+decision). ``held`` is left only by a person's action, with one exception that moved nothing:
+a task held *before it was ever sent* only because its own print had not ended yet
+(``hold.until == print_end``) is re-armed by the system once printer-service records that end,
+and the door interlock is checked again before it is published.
+
+A hold has a scope (:class:`HoldScope`): ``printer`` stops only that printer's tasks (the
+interlock refused, nothing moved, the arm is free); ``arm`` stops every task (the task was sent
+and its outcome is in doubt: the arm may be holding a plate, in error, or somewhere unknown).
 """
 
 from collections.abc import Iterable, Sequence
@@ -31,6 +40,22 @@ TaskKind = RobotJobKind
 """take, replace or homing (the same three as robot jobs)."""
 
 
+class HoldScope(StrEnum):
+    """What a held task stops until a person resolves it (architecture.md 3.2)."""
+
+    PRINTER = "printer"
+    """Only the tasks of its printer: it was held before anything was sent."""
+    ARM = "arm"
+    """Every task: it was sent and its outcome is in doubt (or a homing)."""
+
+
+class HoldUntil(StrEnum):
+    """What releases a hold besides a person."""
+
+    PRINT_END = "print_end"
+    """The task's own print ends (printer-service records it): the system re-arms it."""
+
+
 class Actor(StrEnum):
     """Who makes a transition happen."""
 
@@ -38,6 +63,9 @@ class Actor(StrEnum):
     """The orchestrator itself (dispatcher, correlator, restart recovery)."""
     PERSON = "person"
     """An operator through the API (resolve done/retry/abort)."""
+    PRINT_END = "print_end"
+    """The system on printer-service's record that a print ended: re-arms a task held before
+    it was ever sent only because that print had not ended yet."""
 
 
 FINAL_STATUSES: Final = frozenset(
@@ -66,6 +94,9 @@ ALLOWED: Final[frozenset[tuple[RobotTaskStatus, RobotTaskStatus, Actor]]] = froz
         (_S.SENT, _S.HELD, Actor.SYSTEM),
         (_S.HELD, _S.DONE, Actor.PERSON),
         (_S.HELD, _S.PENDING, Actor.PERSON),
+        # Re-armed: held before it was ever sent, only because its print had not ended; it
+        # has ended now (the dispatcher checks hold.until and attempts before it moves it).
+        (_S.HELD, _S.PENDING, Actor.PRINT_END),
         (_S.HELD, _S.ABORTED, Actor.PERSON),
         (_S.PENDING, _S.ABORTED, Actor.PERSON),
         # An operator did the motion by hand before the robot was sent: took the plate out, or
@@ -213,7 +244,11 @@ class TaskView:
     """The print id of a take/replace pair; None for homing."""
     bed_id: int | None
     load_next: bool = False
-    """take only: it was sent with load_next_bed_without_homing=true."""
+    """take only: a plate was reserved for its replace when it was sent, so the replace goes
+    right after it (nothing else comes between)."""
+    printer_id: int | None = None
+    hold_scope: HoldScope | None = None
+    """For a held task: what it stops (None: recorded before scopes existed, read as ARM)."""
 
 
 @dataclass(frozen=True)
@@ -235,12 +270,25 @@ def _sort_key(task: TaskView) -> tuple[int, int, str]:
     return (task.order, task.step, task.task_id)
 
 
+def blocked_printers(open_tasks: Iterable[TaskView]) -> frozenset[int]:
+    """Printers whose tasks wait because one of their tasks is held for the printer."""
+    return frozenset(
+        t.printer_id
+        for t in open_tasks
+        if t.status is RobotTaskStatus.HELD
+        and t.hold_scope is HoldScope.PRINTER
+        and t.printer_id is not None
+    )
+
+
 def next_task(open_tasks: Iterable[TaskView], closed_takes: Sequence[TaskView] = ()) -> NextStep:
     """Pick the task to dispatch now, one at a time.
 
-    - any ``held`` task stops dispatching (a person must look), any ``sent`` task is in flight;
-    - a replace whose take was sent with ``load_next_bed_without_homing`` goes first, so
-      nothing (homing, another printer) comes between a take and its replace;
+    - a ``sent`` task is in flight, and a task held for the arm (``hold_scope`` arm, or none
+      recorded) stops everything: a person must look;
+    - a task held for its printer stops only the tasks of that printer; the others go on;
+    - a replace whose take was sent with a plate reserved for it goes first, so nothing
+      (homing, another printer) comes between a take and its replace;
     - otherwise the oldest pending task; a replace only once its take is done (or there is
       none) and it has a reserved plate or can look for one (``waiting`` ones are re-checked
       by the caller and turned pending when a plate was reserved).
@@ -248,10 +296,18 @@ def next_task(open_tasks: Iterable[TaskView], closed_takes: Sequence[TaskView] =
     ``closed_takes`` are the finished takes of open replaces (to know whether a take is done).
     """
     tasks = sorted(open_tasks, key=_sort_key)
-    for status, what in ((RobotTaskStatus.HELD, "held"), (RobotTaskStatus.SENT, "in flight")):
-        found = [t for t in tasks if t.status is status]
-        if found:
-            return Blocked(f"task {found[0].task_id} is {what}")
+    in_flight = [t for t in tasks if t.status is RobotTaskStatus.SENT]
+    if in_flight:
+        return Blocked(f"task {in_flight[0].task_id} is in flight")
+    arm_held = [
+        t
+        for t in tasks
+        if t.status is RobotTaskStatus.HELD and t.hold_scope is not HoldScope.PRINTER
+    ]
+    if arm_held:
+        return Blocked(f"task {arm_held[0].task_id} is held: the arm waits for a person")
+    stopped = blocked_printers(tasks)
+    tasks = [t for t in tasks if t.printer_id is None or t.printer_id not in stopped]
     takes = {t.group: t for t in [*closed_takes, *tasks] if t.kind is TaskKind.TAKE}
 
     def take_state(replace: TaskView) -> RobotTaskStatus | None:
