@@ -17,8 +17,8 @@ Decisions come from robot_arm_orchestrator.domain, unchanged: ``plan_tasks`` for
 print, ``next_task`` for what the robot does next, ``bed_type_for_next_job`` and
 ``plate_candidates`` for the plate to load, ``due_homing_slot`` and ``plan_homing`` for the daily
 homing. The simulation mirrors what ``dispatcher.py`` does around them (reserve the replace's
-plate when its take is sent and send the take with load_next; a replace without a clean plate
-waits and does not block other tasks).
+plate when its take is sent, so the replace follows at once (task ``load_next``); a replace
+without a clean plate waits and does not block other tasks).
 
 Policies:
 

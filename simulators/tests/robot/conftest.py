@@ -1,4 +1,5 @@
-"""Fixtures for robot-arm-sim tests: the seed layout, settings, and a client of the robot bus."""
+"""Fixtures for robot-arm-sim tests: the seed layout, settings, a client of the robot bus, and
+a tiny HTTP server standing in for bambu-sim's control API."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from pantheon_common.farm import FarmLayout, load_layout
 from pantheon_sim.robot.settings import RobotSimSettings
-from pantheon_sim.robot.testing import RobotBus, forget_session
+from pantheon_sim.robot.testing import FakePrinterSim, RobotBus, forget_session
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FARM_YAML = REPO_ROOT / "farm.yaml"
@@ -61,3 +62,11 @@ def sim_settings(
     yield make
     for client_id in {s.client_id() for s in made}:
         forget_session(mqtt_endpoint[0], mqtt_endpoint[1], client_id)
+
+
+@pytest.fixture
+def printer_sim() -> Iterator[FakePrinterSim]:
+    """A fake bambu-sim control API (every printer idle unless told otherwise)."""
+    fake = FakePrinterSim()
+    yield fake
+    fake.close()

@@ -1,4 +1,5 @@
-"""`robot-arm-sim` as a process: it starts, answers /healthz, runs a job, stops on SIGTERM."""
+"""`robot-arm-sim` as a process: it starts, answers /healthz, runs a job, repeats its status,
+stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def cli(
         client_id,
         "--control-port",
         str(port),
+        "--status-repeat-s",
+        "0.2",
         "--log-format",
         "text",
     ]
@@ -84,8 +87,10 @@ def test_cli_serves_runs_a_job_and_stops_on_sigterm(
         assert health == {"status": "ok", "mqtt_connected": True, "ready": True}
 
         bus.send(RobotJob.take(14, 804, job_id="cli-1"))  # 20 s at speed 100: 0.2 s
-        bus.wait_for({"status": "available", "job_id": "cli-1"})
+        done = {"status": "available", "job_id": "cli-1"}
+        bus.wait_for(done)
         assert '"job_id":"cli-1"' in ledger.read_text()
+        bus.wait_statuses(lambda s: s.count(done) >= 3)  # --status-repeat-s 0.2
     finally:
         bus.stop()
 

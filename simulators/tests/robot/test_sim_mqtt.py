@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from pantheon_contracts.robot import RobotJob
 from pantheon_sim.robot import Faults, RobotArmSim, RobotSimSettings
+from pantheon_sim.robot.testing import FakePrinterSim
 from pantheon_sim.robot.testing import RobotBus as Bus
 
 Settings = Callable[..., RobotSimSettings]
@@ -64,36 +62,86 @@ def test_with_echo_off_only_the_status_is_sent(bus: Bus, sim_settings: Settings)
         assert seen == [AVAILABLE, {"status": "busy"}, {"status": "available"}, {"status": "error"}]
 
 
-IMPOSSIBLE: list[tuple[bytes | RobotJob, str]] = [
-    (b"not json", "robot job is not JSON"),
-    (b'{"printer_id": 14}', "robot job is invalid"),
-    (RobotJob.take(15, 805, job_id="x").model_copy(update={"printer_id": 16}), "unknown printer"),
-    (RobotJob.take(14, 999, job_id="x"), "unknown bed 999"),
-    (RobotJob.take(14, 801, job_id="x"), "printer 14 holds plate 804, not 801"),
-    (RobotJob.replace(14, 827, job_id="x"), "printer 14 still holds plate 804"),
-    (RobotJob.replace(15, 801, job_id="x"), "plate 801 is not in its home slot"),
-    (RobotJob.take(15, 805, job_id="x"), "printer 15 holds no plate"),
+def raw_job(printer_id: int, bed_id: int, doors: list[str], take: bool = False) -> bytes:
+    """A job with the doors given (the builders always open the right one)."""
+    return json.dumps(
+        {
+            "printer_id": printer_id,
+            "bed_id": bed_id,
+            "take_from_printer": take,
+            "load_next_bed_without_homing": True,
+            "open_doors": doors,
+            "job_id": "x",
+        }
+    ).encode()
+
+
+# job, start of the reason, violation category (None: a refusal that is no farm damage)
+IMPOSSIBLE: list[tuple[bytes | RobotJob, str, str | None]] = [
+    (b"not json", "robot job is not JSON", None),
+    (b'{"printer_id": 14}', "robot job is invalid", None),
+    (
+        RobotJob.take(15, 805, job_id="x").model_copy(update={"printer_id": 16}),
+        "unknown printer",
+        None,
+    ),
+    (RobotJob.take(14, 999, job_id="x"), "unknown bed 999", None),
+    (raw_job(15, 805, ["printer15", "garage"]), "unknown doors ['garage']", None),
+    (RobotJob.take(14, 801, job_id="x"), "printer 14 holds plate 804, not 801", "wrong_plate"),
+    (
+        RobotJob.replace(14, 827, job_id="x"),
+        "printer 14 still holds plate 804",
+        "load_into_occupied",
+    ),
+    (RobotJob.replace(15, 801, job_id="x"), "plate 801 is not in its home slot", "plate_not_home"),
+    (RobotJob.take(15, 805, job_id="x"), "printer 15 holds no plate", "take_from_empty"),
+    (raw_job(15, 805, ["printer14"]), "job does not open door printer15", "door_not_opened"),
 ]
 
 
 def test_impossible_jobs_get_an_error_with_a_reason_and_no_motion(
     bus: Bus, sim_settings: Settings
 ) -> None:
-    with RobotArmSim(sim_settings()) as sim:
+    with RobotArmSim(sim_settings(robot_sim_control_port=0)) as sim:
         sim.set_world({11: 801, 14: 804})  # 15 empty; 805 home
         bus.wait_for(AVAILABLE)
         before = sim.world
-        for number, (job, reason) in enumerate(IMPOSSIBLE, start=1):
+        for number, (job, reason, _) in enumerate(IMPOSSIBLE, start=1):
             bus.send(job)
             seen = bus.wait_statuses(lambda s, n=number: len(s) >= 1 + n)
             status = seen[number]
             assert status["status"] == "error", job
             assert status["reason"].startswith(reason), status
-        assert sim.world == {**before, "jobs_received": len(IMPOSSIBLE)}
         assert sim.motions() == []
         refused = [e for e in sim.ledger_entries() if e.get("refused") is True]
         assert len(refused) == len(IMPOSSIBLE)
         assert refused[0]["payload"] == "not json"
+        assert [e["violation"] for e in refused] == [v for _, _, v in IMPOSSIBLE]
+
+        # the damaging ones, and only they, are counted as violations
+        damaging = [(reason, v) for _, reason, v in IMPOSSIBLE if v is not None]
+        assert sim.violations == len(damaging) == 5
+        log = sim.violation_log
+        assert [(e["category"], e["printer_id"], e["job_id"]) for e in log] == [
+            (v, 14 if "14" in reason else 15, "x") for reason, v in damaging
+        ]
+        assert all(e["reason"].startswith(r) for e, (r, _) in zip(log, damaging, strict=True))
+        assert sim.world == {
+            **before,
+            "jobs_received": len(IMPOSSIBLE),
+            "violations": 5,
+            "violation_log": log,
+        }
+        assert sim.control_url is not None
+        with httpx.Client(base_url=sim.control_url, timeout=5) as http:
+            world = http.get("/world").json()
+            assert world["violations"] == 5
+            assert world["violation_log"] == log
+            listed = http.get("/ledger", params={"violation": "true"}).json()
+            assert [e["seq"] for e in listed] == [e["seq"] for e in log]
+            others = http.get("/ledger", params={"violation": "false"}).json()
+            assert len(others) == len(IMPOSSIBLE) - 5
+            assert all(e["violation"] is None for e in others)
 
 
 def test_a_job_while_busy_is_refused(bus: Bus, sim_settings: Settings) -> None:
@@ -235,53 +283,29 @@ def test_disconnect_mid_job_reconnects_and_reports(bus: Bus, sim_settings: Setti
         assert [m["job_id"] for m in sim.motions()] == ["t-1", "r-1"]
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    calls: list[tuple[str, dict[str, Any]]]
-
-    def do_PUT(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.calls.append((self.path, body))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def printer_sim() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
-    """A tiny HTTP server standing in for bambu-sim's control API; records PUTs."""
-    calls: list[tuple[str, dict[str, Any]]] = []
-    handler = type("Recorder", (_Recorder,), {"calls": calls})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", calls
-    server.shutdown()
-    server.server_close()
-
-
 def test_printer_sim_is_told_about_plates(
-    bus: Bus,
-    sim_settings: Settings,
-    printer_sim: tuple[str, list[tuple[str, dict[str, Any]]]],
+    bus: Bus, sim_settings: Settings, printer_sim: FakePrinterSim
 ) -> None:
-    url, calls = printer_sim
-    with RobotArmSim(sim_settings(robot_sim_printer_sim_url=url)):
+    with RobotArmSim(sim_settings(robot_sim_printer_sim_url=printer_sim.url)):
         bus.send(RobotJob.take(14, 804, job_id="t-1"))
         bus.wait_for({"status": "available", "job_id": "t-1"})
-        assert calls == [("/printers/14/plate", {"plate": "none", "bed_id": None})]
+        assert printer_sim.calls == [("/printers/14/plate", {"plate": "none", "bed_id": None})]
         bus.send(RobotJob.replace(14, 827, job_id="r-1"))
         bus.wait_for({"status": "available", "job_id": "r-1"})
-        assert calls[1] == ("/printers/14/plate", {"plate": "clean", "bed_id": 827})
+        assert printer_sim.calls[1] == ("/printers/14/plate", {"plate": "clean", "bed_id": 827})
+        assert printer_sim.reads == [14, 14]  # the state was read before each job
 
 
-def test_an_unreachable_printer_sim_is_not_fatal(bus: Bus, sim_settings: Settings) -> None:
-    with RobotArmSim(sim_settings(robot_sim_printer_sim_url="http://127.0.0.1:9")):
+def test_a_failed_plate_update_is_not_fatal(
+    bus: Bus, sim_settings: Settings, printer_sim: FakePrinterSim
+) -> None:
+    """The state read works, the PUT fails (500): the motion still ends with available."""
+    printer_sim.fail_puts = True
+    with RobotArmSim(sim_settings(robot_sim_printer_sim_url=printer_sim.url)) as sim:
         bus.send(RobotJob.take(14, 804, job_id="t-1"))
         bus.wait_for({"status": "available", "job_id": "t-1"})
+        assert sim.world["printers"]["14"] is None
+        assert printer_sim.calls == [("/printers/14/plate", {"plate": "none", "bed_id": None})]
 
 
 def test_control_api(bus: Bus, sim_settings: Settings) -> None:

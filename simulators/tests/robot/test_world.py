@@ -1,4 +1,5 @@
-"""The arm's physical world model: which jobs are possible, where plates go (no broker)."""
+"""The arm's physical world model: which jobs are possible, which are farm damage (violations),
+where plates go (no broker, no HTTP)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pantheon_common.farm import FarmLayout
+from pantheon_contracts.printer import PrinterState
 from pantheon_contracts.robot import RobotJob
-from pantheon_sim.robot.ledger import Ledger, motions, read_ledger
+from pantheon_sim.robot.ledger import (
+    Ledger,
+    is_violation,
+    motions,
+    read_ledger,
+    violation_record,
+)
+from pantheon_sim.robot.printer_sim import parse_printer_status
 from pantheon_sim.robot.world import (
     InvalidPlacement,
     Motion,
     Place,
     PlaceKind,
+    PrinterSeen,
+    PrinterUnseen,
+    PrinterView,
     Refusal,
+    Violation,
     World,
     default_placement,
     parse_placement,
+    printer_refusal,
 )
 
 
@@ -41,47 +55,218 @@ def test_default_gives_each_printer_the_first_free_plate_of_its_type(layout: Far
     assert world.violations() == []
 
 
+def job_opening(printer_id: int, bed_id: int, *doors: str) -> RobotJob:
+    """A replace that opens exactly ``doors``."""
+    return RobotJob(
+        printer_id=printer_id,
+        bed_id=bed_id,
+        take_from_printer=False,
+        load_next_bed_without_homing=True,
+        open_doors=doors,
+    )
+
+
 @pytest.mark.parametrize(
-    ("job", "reason"),
+    ("job", "reason", "violation"),
     [
-        (RobotJob.take(15, 801), "printer 15 holds no plate"),
-        (RobotJob.take(14, 803), "printer 14 holds plate 801, not 803"),
-        (RobotJob.replace(14, 803), "printer 14 still holds plate 801"),
-        (RobotJob.replace(15, 802), "plate 802 is not in its home slot rack A slot 2"),
-        (RobotJob.replace(15, 801), "plate 801 is not in its home slot rack A slot 1"),
-        (RobotJob.take(99, 801), "unknown printer 99"),
-        (RobotJob.replace(15, 999), "unknown bed 999"),
+        (RobotJob.take(15, 801), "printer 15 holds no plate", Violation.TAKE_FROM_EMPTY),
+        (RobotJob.take(14, 803), "printer 14 holds plate 801, not 803", Violation.WRONG_PLATE),
         (
-            RobotJob(
-                printer_id=15,
-                bed_id=803,
-                take_from_printer=False,
-                load_next_bed_without_homing=True,
-                open_doors=("printer14",),
-            ),
+            RobotJob.replace(14, 803),
+            "printer 14 still holds plate 801",
+            Violation.LOAD_INTO_OCCUPIED,
+        ),
+        (
+            RobotJob.replace(15, 802),
+            "plate 802 is not in its home slot rack A slot 2",
+            Violation.PLATE_NOT_HOME,
+        ),
+        (
+            RobotJob.replace(15, 801),
+            "plate 801 is not in its home slot rack A slot 1",
+            Violation.PLATE_NOT_HOME,
+        ),
+        (
+            job_opening(15, 803, "printer14"),
             "job does not open door printer15",
+            Violation.DOOR_NOT_OPENED,
         ),
-        (
-            RobotJob(
-                printer_id=15,
-                bed_id=803,
-                take_from_printer=False,
-                load_next_bed_without_homing=True,
-                open_doors=("printer15", "garage"),
-            ),
-            "unknown doors ['garage']",
-        ),
+        (RobotJob.take(99, 801), "unknown printer 99", None),
+        (RobotJob.replace(15, 999), "unknown bed 999", None),
+        (job_opening(15, 803, "printer15", "garage"), "unknown doors ['garage']", None),
     ],
 )
 def test_impossible_jobs_are_refused_and_change_nothing(
-    layout: FarmLayout, job: RobotJob, reason: str
+    layout: FarmLayout, job: RobotJob, reason: str, violation: Violation | None
 ) -> None:
     world = small_world(layout)
     before = world.snapshot()
     result = world.apply(job)
     assert isinstance(result, Refusal)
     assert result.reason.startswith(reason)
+    assert result.violation is violation
     assert world.snapshot() == before
+
+
+def test_a_job_while_the_arm_moves_is_refused_without_a_violation(layout: FarmLayout) -> None:
+    world = small_world(layout)
+    assert isinstance(world.apply(RobotJob.take(14, 801, job_id="a")), Motion)
+    # even a damaging job: the arm refuses it for being busy before looking at plates
+    assert world.check(RobotJob.take(15, 801)) == Refusal("arm is busy with job a")
+
+
+# -- printer states (read by the caller from the printer simulator) ------------------------
+BUSY = [
+    (PrinterState.PREPARING, "PREPARE"),
+    (PrinterState.PRINTING, "RUNNING"),
+    (PrinterState.PAUSED, "PAUSE"),
+]
+OPEN_OK = [
+    (PrinterState.IDLE, "IDLE"),
+    (PrinterState.FINISHED, "FINISH"),
+    (PrinterState.FAILED, "FAILED"),
+    (PrinterState.OFFLINE, "OFFLINE"),
+    (PrinterState.UNKNOWN, None),
+]
+POSSIBLE = [RobotJob.take(14, 801), RobotJob.replace(15, 803)]
+
+
+@pytest.mark.parametrize(("state", "gcode_state"), BUSY)
+@pytest.mark.parametrize("job", POSSIBLE, ids=["take", "replace"])
+def test_a_door_on_a_running_print_is_a_violation(
+    layout: FarmLayout, job: RobotJob, state: PrinterState, gcode_state: str
+) -> None:
+    world = small_world(layout)
+    before = world.snapshot()
+    assert job.printer_id is not None
+    result = world.apply(job, {job.printer_id: PrinterSeen(state, gcode_state)})
+    assert result == Refusal(
+        f"printer {job.printer_id} is {state.value} ({gcode_state}): "
+        "opening its door would wreck the print",
+        Violation.PRINTER_BUSY,
+    )
+    assert world.snapshot() == before
+
+
+@pytest.mark.parametrize(("state", "gcode_state"), OPEN_OK)
+@pytest.mark.parametrize("job", POSSIBLE, ids=["take", "replace"])
+def test_a_printer_without_a_print_in_progress_may_be_opened(
+    layout: FarmLayout, job: RobotJob, state: PrinterState, gcode_state: str | None
+) -> None:
+    world = small_world(layout)
+    assert job.printer_id is not None
+    assert world.check(job, {job.printer_id: PrinterSeen(state, gcode_state)}) is None
+    assert isinstance(world.apply(job, {job.printer_id: PrinterSeen(state)}), Motion)
+
+
+def test_an_unseen_printer_is_refused_without_a_violation(layout: FarmLayout) -> None:
+    world = small_world(layout)
+    job = RobotJob.take(14, 801)
+    result = world.check(job, {14: PrinterUnseen("connection refused")})
+    assert result == Refusal(
+        "cannot see the state of printer 14 (connection refused): "
+        "the arm does not open a printer's door blind"
+    )
+    # a printer missing from the mapping reads as unseen; no mapping at all: no check
+    assert world.check(job, {}) == Refusal(
+        "cannot see the state of printer 14 (not read): "
+        "the arm does not open a printer's door blind"
+    )
+    assert world.check(job, None) is None
+
+
+def test_a_farm_mistake_is_a_violation_even_when_the_printer_is_unseen(
+    layout: FarmLayout,
+) -> None:
+    world = small_world(layout)
+    result = world.check(RobotJob.take(15, 801), {15: PrinterUnseen("down")})
+    assert result is not None
+    assert result.violation is Violation.TAKE_FROM_EMPTY
+
+
+def test_a_running_print_outranks_the_plate_checks(layout: FarmLayout) -> None:
+    """A replace into a printing printer that still holds a plate: the door is the damage."""
+    world = small_world(layout)
+    result = world.check(RobotJob.replace(14, 803), {14: PrinterSeen(PrinterState.PRINTING)})
+    assert result is not None
+    assert result.violation is Violation.PRINTER_BUSY
+    assert result.reason == "printer 14 is printing: opening its door would wreck the print"
+
+
+def test_every_opened_door_is_checked(layout: FarmLayout) -> None:
+    world = small_world(layout)
+    job = job_opening(15, 803, "printer11", "printer15")
+    assert world.door_printers(job) == (15, 11)  # the job's own printer first
+    idle = PrinterSeen(PrinterState.IDLE)
+    paused = PrinterSeen(PrinterState.PAUSED, "PAUSE")
+    result = world.check(job, {15: idle, 11: paused})
+    assert result == Refusal(
+        "printer 11 is paused (PAUSE): opening its door would wreck the print",
+        Violation.PRINTER_BUSY,
+    )
+    assert world.check(job, {15: idle, 11: idle}) is None
+    assert world.door_printers(RobotJob.homing()) == ()
+    assert world.check(RobotJob.homing(), {}) is None
+
+
+def test_printer_refusal_is_the_door_rule_alone() -> None:
+    assert printer_refusal(14, PrinterSeen(PrinterState.FINISHED)) is None
+    refusal = printer_refusal(14, PrinterSeen(PrinterState.PREPARING, "PREPARE"))
+    assert refusal is not None
+    assert refusal.violation is Violation.PRINTER_BUSY
+    unseen = printer_refusal(14, PrinterUnseen("HTTP 404"))
+    assert unseen is not None
+    assert unseen.violation is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"state": "printing", "gcode_state": "RUNNING"},
+            PrinterSeen(PrinterState.PRINTING, "RUNNING"),
+        ),
+        (
+            {"state": "idle", "gcode_state": "IDLE", "plate": "clean"},
+            PrinterSeen(PrinterState.IDLE, "IDLE"),
+        ),
+        ({"state": "bogus", "gcode_state": "PAUSE"}, PrinterSeen(PrinterState.PAUSED, "PAUSE")),
+        ({"gcode_state": "PREPARE"}, PrinterSeen(PrinterState.PREPARING, "PREPARE")),
+        ({"state": "finished", "gcode_state": 7}, PrinterSeen(PrinterState.FINISHED, None)),
+        ({"state": ["printing"]}, PrinterUnseen("the printer simulator's answer has no state")),
+        ({}, PrinterUnseen("the printer simulator's answer has no state")),
+        ([], PrinterUnseen("the printer simulator answered no JSON object")),
+    ],
+)
+def test_parse_printer_status(body: object, expected: PrinterView) -> None:
+    assert parse_printer_status(body) == expected
+
+
+def test_violation_lines_of_the_ledger(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.jsonl")
+    damaging = ledger.append(
+        "refused",
+        job_id="a",
+        kind="take",
+        printer_id=14,
+        bed_id=801,
+        reason="r",
+        violation="wrong_plate",
+    )
+    harmless = ledger.append("refused", job_id="b", reason="unknown bed 9", violation=None)
+    motion = ledger.append("motion", job_id="c")
+    ledger.close()
+    assert [is_violation(e) for e in (damaging, harmless, motion)] == [True, False, False]
+    assert violation_record(damaging) == {
+        "seq": 1,
+        "time": damaging["time"],
+        "job_id": "a",
+        "kind": "take",
+        "printer_id": 14,
+        "bed_id": 801,
+        "category": "wrong_plate",
+        "reason": "r",
+    }
 
 
 @pytest.mark.parametrize(

@@ -209,6 +209,8 @@ class FarmOptions:
     slicer_port: int = 9980
     bind: str = "layout"
     robot_speed: float | None = None
+    prepare_s: float | None = None
+    """Wall seconds a simulated printer spends in PREPARE (None: 10 printer-seconds)."""
     fresh: bool = False
     """Start from an empty farm state (MongoDB database, robot world, simulator storage)."""
 
@@ -330,6 +332,12 @@ def _reset_simulator_state(opts: FarmOptions) -> None:
     shutil.rmtree(opts.farm_dir / "bambu-sim", ignore_errors=True)
 
 
+ROBOT_STATUS_REPEAT_S = "0.25"
+"""robot-arm-sim repeats its status this often (the job_id extension)."""
+ROBOT_CONFIRM_S = "0.6"
+"""The orchestrator's confirmation window for an ``available`` (over twice the repeat)."""
+
+
 def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> list[ProcessSpec]:
     """Every process of the farm, in start order."""
     farm_dir = opts.farm_dir
@@ -351,7 +359,7 @@ def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> lis
                 "--speed",
                 speed,
                 "--prepare-s",
-                str(max(0.5, 10 / opts.speed)),
+                str(opts.prepare_s if opts.prepare_s is not None else max(0.5, 10 / opts.speed)),
                 "--control-port",
                 str(opts.sim_control_port),
             ],
@@ -372,6 +380,10 @@ def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> lis
                 str(farm_dir / "robot-world.json"),
                 "--printer-sim-url",
                 f"http://{HOST}:{opts.sim_control_port}",
+                # the job_id extension's status repeat (the orchestrator's ROBOT_CONFIRM_S
+                # below is more than twice as long)
+                "--status-repeat-s",
+                ROBOT_STATUS_REPEAT_S,
                 "--control-port",
                 str(opts.robot_control_port),
                 "--log-format",
@@ -406,6 +418,7 @@ def build_specs(opts: FarmOptions, infra: Endpoints, env: dict[str, str]) -> lis
                 "HTTP_HOST": HOST,
                 "HTTP_PORT": str(opts.orchestrator_port),
                 "ROBOT_ECHOES_JOB_ID": "true",  # the simulator echoes job_id
+                "ROBOT_CONFIRM_S": env.get("ROBOT_CONFIRM_S", ROBOT_CONFIRM_S),
             },
             health_url=f"http://{HOST}:{opts.orchestrator_port}/healthz",
             headers=auth,
@@ -583,6 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--printers", default=None, help="printer ids (default: the layout's)")
     parser.add_argument("--speed", type=float, default=60.0, help="simulation speed (60)")
     parser.add_argument("--robot-speed", type=float, default=None, help="robot speed (=speed)")
+    parser.add_argument(
+        "--prepare-s",
+        type=float,
+        default=None,
+        help="wall seconds a simulated printer prepares (heats, levels) before printing "
+        "(default: 10 s divided by the speed, at least 0.5)",
+    )
     parser.add_argument("--layout", type=Path, default=None, help="farm layout (farm.yaml)")
     parser.add_argument("--run-dir", type=Path, default=None, help="harness run dir (.run)")
     parser.add_argument(
@@ -630,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
             slicer_port=args.slicer_port,
             bind=args.bind,
             robot_speed=args.robot_speed,
+            prepare_s=args.prepare_s,
             fresh=args.fresh,
         )
         return run_farm(opts)

@@ -37,6 +37,7 @@ _SETTING_FLAGS = {
     "homing_s": "robot_sim_homing_s",
     "speed": "robot_sim_speed",
     "printer_sim_url": "robot_sim_printer_sim_url",
+    "status_repeat_s": "robot_sim_status_repeat_s",
     "control_host": "robot_sim_control_host",
     "control_port": "robot_sim_control_port",
     "log_level": "log_level",
@@ -71,7 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace-s", type=float, help="replace duration, s (20)")
     p.add_argument("--homing-s", type=float, help="homing duration, s (10)")
     p.add_argument("--speed", type=float, help="speed factor: durations are divided by it")
-    p.add_argument("--printer-sim-url", help="bambu-sim control API, e.g. http://127.0.0.1:9990")
+    p.add_argument(
+        "--printer-sim-url",
+        help="bambu-sim control API, e.g. http://127.0.0.1:9990: printer states are read "
+        "before each take/replace (a print in progress is refused), plates told after",
+    )
+    p.add_argument(
+        "--status-repeat-s",
+        type=float,
+        help="re-publish the current status every S seconds while connected (0 = off)",
+    )
     p.add_argument("--control-host", help="control API address (127.0.0.1)")
     p.add_argument("--control-port", type=int, help="control API port (9991; 0 = any)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

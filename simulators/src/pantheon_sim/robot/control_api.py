@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from pantheon_common.errors import ConfigurationError
-from pantheon_sim.robot.ledger import read_ledger
+from pantheon_sim.robot.ledger import is_violation, read_ledger
 from pantheon_sim.robot.settings import Faults
 from pantheon_sim.robot.world import InvalidPlacement
 
@@ -36,7 +36,8 @@ def create_app(sim: RobotArmSim) -> FastAPI:
 
     @app.get("/world")
     def get_world() -> dict[str, Any]:
-        """Plates, printers, open doors, busy, current job, arm state."""
+        """Plates, printers, open doors, busy, current job, arm state, violations (the count
+        of refused physically damaging jobs) and violation_log (the latest of them)."""
         return sim.world
 
     @app.put("/world")
@@ -49,14 +50,18 @@ def create_app(sim: RobotArmSim) -> FastAPI:
             raise HTTPException(status_code=code, detail=str(err)) from err
 
     @app.get("/ledger")
-    def get_ledger(event: str | None = None, job_id: str | None = None) -> list[dict[str, Any]]:
-        """Ledger lines, optionally filtered by event (motion, refused, ...) and job_id."""
+    def get_ledger(
+        event: str | None = None, job_id: str | None = None, violation: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Ledger lines, optionally filtered by event (motion, refused, ...), job_id, and
+        violation (true: only refusals of physically damaging jobs; false: every other line)."""
         entries = sim.ledger_entries() or read_ledger(sim.settings.robot_sim_ledger)
         return [
             e
             for e in entries
             if (event is None or e.get("event") == event)
             and (job_id is None or e.get("job_id") == job_id)
+            and (violation is None or is_violation(e) == violation)
         ]
 
     @app.get("/faults")

@@ -4,7 +4,9 @@ Every line has ``seq`` (increasing across restarts), ``time`` (UTC ISO 8601) and
 
 - ``motion``: the arm STARTED a physical motion. These are the only lines that count as
   physical executions. Fields: job_id, kind, printer_id, bed_id, payload (the raw job text).
-- ``refused``: a job the arm did not execute (also ``"refused": true`` and ``reason``).
+- ``refused``: a job the arm did not execute (also ``"refused": true``, ``reason`` and
+  ``violation``: the :class:`~pantheon_sim.robot.world.Violation` category when the job was
+  physically damaging, else null).
 - ``duplicate``: a job whose ``job_id`` was already executed (no motion; ``"duplicate": true``).
 - ``done`` / ``failed``: the end of the motion whose seq is ``motion_seq`` (``failed`` has a
   ``reason``).
@@ -84,6 +86,25 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
         if isinstance(entry, dict):
             entries.append(entry)
     return entries
+
+
+def is_violation(entry: dict[str, Any]) -> bool:
+    """True for a ``refused`` line whose job would have damaged something."""
+    return entry.get("event") == REFUSED and bool(entry.get("violation"))
+
+
+def violation_record(entry: dict[str, Any]) -> dict[str, Any]:
+    """The short form of a violation line kept in the simulator's violation log."""
+    return {
+        "seq": entry.get("seq"),
+        "time": entry.get("time"),
+        "job_id": entry.get("job_id"),
+        "kind": entry.get("kind"),
+        "printer_id": entry.get("printer_id"),
+        "bed_id": entry.get("bed_id"),
+        "category": entry.get("violation"),
+        "reason": entry.get("reason"),
+    }
 
 
 def motions(entries: list[dict[str, Any]], job_id: str | None = None) -> list[dict[str, Any]]:

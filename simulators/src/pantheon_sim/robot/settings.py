@@ -41,7 +41,16 @@ class RobotSimSettings(MqttSettings, FarmSettings):
     robot_sim_homing_s: float = Field(default=10.0, ge=0, description="duration of homing, s")
     robot_sim_speed: float = Field(default=1.0, gt=0, description="durations are divided by it")
     robot_sim_printer_sim_url: str | None = Field(
-        default=None, description="bambu-sim control API to tell about plates (e.g. :9990)"
+        default=None,
+        description="bambu-sim control API (e.g. http://127.0.0.1:9990): printer states are "
+        "read from it before a take or replace (a print in progress is refused) and it is told "
+        "about plates after; unset = no state check, nobody told",
+    )
+    robot_sim_status_repeat_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="while connected, re-publish the current status every S seconds (busy + "
+        "job_id, available + the last job_id, or error); 0 = off",
     )
     robot_sim_control_host: str = Field(default="127.0.0.1", description="control API address")
     robot_sim_control_port: int | None = Field(

@@ -2,7 +2,18 @@
 
 Threads: paho's network thread only queues job payloads; one intake thread decides each job
 (so a job that arrives while the arm moves is refused at once); one thread per motion sleeps
-its duration and finishes it; uvicorn serves the control API in its own thread.
+its duration and finishes it; an optional thread repeats the current status; uvicorn serves
+the control API in its own thread.
+
+Locks: ``_status_lock`` orders the statuses, ``_lock`` guards the state; when both are held,
+``_status_lock`` is taken first. Every change of what :meth:`RobotArmSim._current_status`
+computes (busy job, latched error, last job) happens with ``_status_lock`` held, and the
+status announcing it is published before ``_status_lock`` is released; the status repeat reads
+the state and publishes under the same lock. So the statuses go out in the order of the state
+changes, and a repeat can never publish a state older than a status already sent (a ``busy``
+read just before a motion ends cannot be published after that motion's ``available``).
+``_lock`` is never held across a publish (which waits for the PUBACK), so the control API stays
+responsive.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -24,11 +36,21 @@ from pantheon_contracts.errors import ContractError
 from pantheon_contracts.names import ROBOT_JOB_TOPIC, ROBOT_QOS, ROBOT_STATUS_TOPIC
 from pantheon_contracts.robot import RobotJob, RobotJobKind, RobotState, RobotStatus
 from pantheon_sim.robot import ledger as lg
-from pantheon_sim.robot.printer_sim import PrinterSimNotifier
+from pantheon_sim.robot.printer_sim import PrinterSimClient
 from pantheon_sim.robot.settings import Faults, RobotSimSettings
-from pantheon_sim.robot.world import InvalidPlacement, Motion, Refusal, World, parse_placement
+from pantheon_sim.robot.world import (
+    InvalidPlacement,
+    Motion,
+    PrinterView,
+    Refusal,
+    World,
+    parse_placement,
+)
 
 log = logging.getLogger(__name__)
+
+VIOLATION_LOG_SIZE = 50
+"""How many recent violations ``GET /world`` lists (the ledger keeps them all)."""
 
 
 class RobotArmSim:
@@ -45,6 +67,9 @@ class RobotArmSim:
         self._layout = layout or load_layout(settings.farm_layout)
         self._faults = faults or Faults()
         self._lock = threading.RLock()
+        # Held from a change of the arm's state to the publication of its status (see the
+        # module docstring); taken before _lock, never after it.
+        self._status_lock = threading.RLock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._inbox: queue.Queue[bytes | None] = queue.Queue()
@@ -53,8 +78,8 @@ class RobotArmSim:
         self._mqtt: MqttClient | None = None
         self._threads: list[threading.Thread] = []
         self._control: Any = None  # ControlServer, imported lazily (FastAPI is heavy)
-        self._notifier = (
-            PrinterSimNotifier(settings.robot_sim_printer_sim_url)
+        self._printer_sim = (
+            PrinterSimClient(settings.robot_sim_printer_sim_url)
             if settings.robot_sim_printer_sim_url
             else None
         )
@@ -66,6 +91,9 @@ class RobotArmSim:
         self._stuck = False
         self._last_job_id: str | None = None
         self._outcomes: dict[str, tuple[str, str | None]] = {}
+        # Refusals of physically damaging jobs: counted, the latest kept (rebuilt from the ledger)
+        self._violations = 0
+        self._violation_log: deque[dict[str, Any]] = deque(maxlen=VIOLATION_LOG_SIZE)
         self.jobs_received = 0
 
     # -- life cycle -----------------------------------------------------------------------
@@ -80,6 +108,8 @@ class RobotArmSim:
         with self._lock:  # a restart is a power cycle: the controller forgets, physics stays
             self._busy_job, self._error, self._stuck = None, None, False
             self._outcomes, self.jobs_received = {}, 0
+            self._violations = 0
+            self._violation_log.clear()
         self._ledger = lg.Ledger(s.robot_sim_ledger, wipe=s.robot_sim_wipe_ledger)
         self._recover_ledger()
         if s.robot_sim_control_port is not None:
@@ -90,6 +120,8 @@ class RobotArmSim:
         self._mqtt = self._new_client()
         self._mqtt.start()
         self._spawn(self._intake_loop, "robot-intake")
+        if s.robot_sim_status_repeat_s > 0:
+            self._spawn(self._repeat_loop, "robot-status-repeat")
         if wait_s is not None and not self._ready.wait(wait_s):
             self.stop()
             raise BrokerUnavailable(
@@ -142,7 +174,22 @@ class RobotArmSim:
             snap["error"] = self._error[1] if self._error else None
             snap["jobs_received"] = self.jobs_received
             snap["mqtt_connected"] = self.mqtt_connected
+            snap["violations"] = self._violations
+            snap["violation_log"] = list(self._violation_log)
             return snap
+
+    @property
+    def violations(self) -> int:
+        """How many physically damaging jobs were refused (kept across restarts by the ledger)."""
+        with self._lock:
+            return self._violations
+
+    @property
+    def violation_log(self) -> list[dict[str, Any]]:
+        """The latest violations, oldest first: seq, time, job_id, kind, printer_id, bed_id,
+        category, reason."""
+        with self._lock:
+            return list(self._violation_log)
 
     @property
     def mqtt_connected(self) -> bool:
@@ -203,12 +250,13 @@ class RobotArmSim:
         Clears a latched error and the never-available "stuck" state. It does not stop a
         motion that really runs: the sim then stays busy, as the real arm would.
         """
-        with self._lock:
-            self._error = None
-            if self._stuck:
-                self._stuck = False
-                self._busy_job = None
-        self._publish(RobotStatus(status=RobotState.AVAILABLE.value))
+        with self._status_lock:
+            with self._lock:
+                self._error = None
+                if self._stuck:
+                    self._stuck = False
+                    self._busy_job = None
+            self._publish(RobotStatus(status=RobotState.AVAILABLE.value))
         return self.world
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
@@ -246,6 +294,7 @@ class RobotArmSim:
         return False
 
     def _publish(self, status: RobotStatus) -> None:
+        """Send one status; callers hold ``_status_lock`` (see the module docstring)."""
         if not self.settings.robot_sim_echo_job_id:
             status = RobotStatus(status=status.status)
         client = self._mqtt
@@ -258,6 +307,7 @@ class RobotArmSim:
             log.warning("status %s not published: %s", status.status, err)
 
     def _current_status(self) -> RobotStatus:
+        """The arm's status now: error (latched), busy with a job, or available after one."""
         with self._lock:
             if self._error is not None:
                 return RobotStatus(status="error", job_id=self._error[0], reason=self._error[1])
@@ -267,7 +317,7 @@ class RobotArmSim:
 
     def _drop_connection(self, reconnect_after_s: float) -> None:
         """Scripted fault: lose the broker mid-job, come back later with the same session."""
-        with self._lock:
+        with self._status_lock, self._lock:  # no status may be half-way out on this client
             client, self._mqtt = self._mqtt, None
             self._ready.clear()
         if client is None:
@@ -283,11 +333,12 @@ class RobotArmSim:
             if not self._await_connection(fresh):
                 fresh.stop()
                 return
-            with self._lock:
-                self._mqtt = fresh
-            log.info("fault: MQTT reconnected")
-            self._publish(self._current_status())
-            self._ready.set()
+            with self._status_lock:
+                with self._lock:
+                    self._mqtt = fresh
+                log.info("fault: MQTT reconnected")
+                self._publish(self._current_status())
+                self._ready.set()
 
         self._spawn(reconnect, "robot-reconnect")
 
@@ -296,8 +347,9 @@ class RobotArmSim:
         client = self._mqtt
         if client is None or not self._await_connection(client):
             return
-        self._publish(RobotStatus(status="available", job_id=self._last_job_id))
-        self._ready.set()
+        with self._status_lock:
+            self._publish(self._current_status())  # available (a restart forgets any error)
+            self._ready.set()
         log.info("robot-arm-sim ready as %s", self.settings.client_id())
         while not self._stop.is_set():
             payload = self._inbox.get()
@@ -321,30 +373,54 @@ class RobotArmSim:
         try:
             job = RobotJob.parse(payload)
         except ContractError as err:
-            self._refuse(None, raw, str(err))
+            with self._status_lock:
+                self._refuse(None, raw, Refusal(str(err)))
             return
         with self._lock:
-            duplicate = self._duplicate_status(job)
-            decision = self._decide(job, number, faults) if duplicate is None else None
-        if duplicate is not None:
-            self._ledger_append(lg.DUPLICATE, job, raw, duplicate=True)
-            log.warning("job %s already executed: no motion, status re-published", job.job_id)
-            self._publish(duplicate)
-            return
-        assert decision is not None
-        if isinstance(decision, Refusal):
-            self._refuse(job, raw, decision.reason)
-            return
-        motion = decision
-        entry = self._ledger_append(lg.MOTION, job, raw)
-        with self._lock:
-            if job.job_id is not None:
-                self._outcomes[job.job_id] = ("busy", None)
-        log.info("motion %s started (ledger seq %d)", motion.kind.value, entry["seq"])
-        self._publish(RobotStatus(status="busy", job_id=job.job_id))
+            known = self._duplicate_status(job) is not None
+        # The printers behind the job's doors are read before any lock is taken: an HTTP call
+        # (up to its timeout) must stall neither the control API nor the status repeat. Only
+        # this thread decides jobs, so no other job can start in between.
+        states = None if known else self._printer_states(job)
+        with self._status_lock:
+            with self._lock:
+                duplicate = self._duplicate_status(job)
+                decision = None
+                if duplicate is None:
+                    decision = self._decide(job, number, faults, states)
+            if duplicate is not None:
+                self._ledger_append(lg.DUPLICATE, job, raw, duplicate=True)
+                log.warning("job %s already executed: no motion, status re-published", job.job_id)
+                self._publish(duplicate)
+                return
+            assert decision is not None
+            if isinstance(decision, Refusal):
+                self._refuse(job, raw, decision)
+                return
+            motion = decision
+            entry = self._ledger_append(lg.MOTION, job, raw)
+            with self._lock:
+                if job.job_id is not None:
+                    self._outcomes[job.job_id] = ("busy", None)
+            log.info("motion %s started (ledger seq %d)", motion.kind.value, entry["seq"])
+            self._publish(RobotStatus(status="busy", job_id=job.job_id))
         self._spawn(lambda: self._run_motion(motion, entry["seq"], number, faults), "robot-motion")
 
-    def _decide(self, job: RobotJob, number: int, faults: Faults) -> Motion | Refusal:
+    def _printer_states(self, job: RobotJob) -> dict[int, PrinterView] | None:
+        """Live states of the printers whose doors ``job`` opens (None: no printer simulator)."""
+        if self._printer_sim is None:
+            return None
+        with self._lock:
+            printers = self._world.door_printers(job)
+        return {p: self._printer_sim.printer_view(p) for p in printers}
+
+    def _decide(
+        self,
+        job: RobotJob,
+        number: int,
+        faults: Faults,
+        printer_states: Mapping[int, PrinterView] | None,
+    ) -> Motion | Refusal:
         """Under the lock: refuse, or start the motion in the world and mark the arm busy."""
         if self._error is not None:
             return Refusal(f"arm is in error ({self._error[1]}); an operator must clear it")
@@ -353,7 +429,7 @@ class RobotArmSim:
             return Refusal(f"arm is busy with job {what or '(unknown)'}")
         if faults.error_on_job == number and faults.error_mode == "refuse":
             return Refusal(f"scripted fault: error on job {number}")
-        result = self._world.apply(job)
+        result = self._world.apply(job, printer_states)
         if isinstance(result, Motion):
             self._busy_job = result
         return result
@@ -367,12 +443,25 @@ class RobotArmSim:
         state, reason = outcome
         return RobotStatus(status=state, job_id=job.job_id, reason=reason)
 
-    def _refuse(self, job: RobotJob | None, raw: str, reason: str) -> None:
-        self._ledger_append(lg.REFUSED, job, raw, refused=True, reason=reason)
-        log.warning("job refused: %s", reason)
-        self._publish(
-            RobotStatus(status="error", job_id=job.job_id if job else None, reason=reason)
+    def _refuse(self, job: RobotJob | None, raw: str, refusal: Refusal) -> None:
+        """Ledger, count (when damaging) and announce a refusal; caller holds _status_lock."""
+        violation = refusal.violation.value if refusal.violation is not None else None
+        entry = self._ledger_append(
+            lg.REFUSED, job, raw, refused=True, reason=refusal.reason, violation=violation
         )
+        if violation is not None:
+            with self._lock:
+                self._count_violation(entry)
+            log.error("VIOLATION %s refused: %s", violation, refusal.reason)
+        else:
+            log.warning("job refused: %s", refusal.reason)
+        self._publish(
+            RobotStatus(status="error", job_id=job.job_id if job else None, reason=refusal.reason)
+        )
+
+    def _count_violation(self, entry: dict[str, Any]) -> None:
+        self._violations += 1
+        self._violation_log.append(lg.violation_record(entry))
 
     def _ledger_append(
         self, event: str, job: RobotJob | None, raw: str, **extra: Any
@@ -407,15 +496,16 @@ class RobotArmSim:
             if self._stop.wait(duration / 2):
                 return
             reason = f"scripted fault: motion of job {number} failed half-way"
-            with self._lock:
-                self._world.abort(motion)
-                self._save_world()
-                self._busy_job = None
-                self._error = (motion.job_id, reason)
-                if motion.job_id is not None:
-                    self._outcomes[motion.job_id] = ("error", reason)
-            self._ledger.append(lg.FAILED, motion_seq=seq, job_id=motion.job_id, reason=reason)
-            self._publish(RobotStatus(status="error", job_id=motion.job_id, reason=reason))
+            with self._status_lock:
+                with self._lock:
+                    self._world.abort(motion)
+                    self._save_world()
+                    self._busy_job = None
+                    self._error = (motion.job_id, reason)
+                    if motion.job_id is not None:
+                        self._outcomes[motion.job_id] = ("error", reason)
+                self._ledger.append(lg.FAILED, motion_seq=seq, job_id=motion.job_id, reason=reason)
+                self._publish(RobotStatus(status="error", job_id=motion.job_id, reason=reason))
             return
         if self._stop.wait(duration):
             return  # power cut mid-motion: stop() puts the plate back, the ledger keeps it
@@ -430,20 +520,35 @@ class RobotArmSim:
             return
         if faults.status_delay_s and self._stop.wait(faults.status_delay_s):
             return
-        with self._lock:
-            self._busy_job = None
-            self._last_job_id = motion.job_id
-            if motion.job_id is not None:
-                self._outcomes[motion.job_id] = ("available", None)
-        self._publish(RobotStatus(status="available", job_id=motion.job_id))
+        with self._status_lock:
+            with self._lock:
+                self._busy_job = None
+                self._last_job_id = motion.job_id
+                if motion.job_id is not None:
+                    self._outcomes[motion.job_id] = ("available", None)
+            self._publish(RobotStatus(status="available", job_id=motion.job_id))
+
+    def _repeat_loop(self) -> None:
+        """Re-publish the current status every ``status_repeat_s`` while connected.
+
+        It lets an orchestrator that restarted learn the arm's state, and tell a forged
+        ``available`` from the arm's own: a ``busy`` repeat naming the same job proves it.
+        """
+        period = self.settings.robot_sim_status_repeat_s
+        while not self._stop.wait(period):
+            # only once `available` went out on start (or after a reconnect), never in between
+            if not self._ready.is_set() or not self.mqtt_connected:
+                continue
+            with self._status_lock:
+                self._publish(self._current_status())
 
     def _notify_printer(self, motion: Motion) -> None:
-        if self._notifier is None or motion.printer_id is None:
+        if self._printer_sim is None or motion.printer_id is None:
             return
         if motion.kind is RobotJobKind.TAKE:
-            self._notifier.plate_removed(motion.printer_id)
+            self._printer_sim.plate_removed(motion.printer_id)
         elif motion.kind is RobotJobKind.REPLACE and motion.bed_id is not None:
-            self._notifier.plate_loaded(motion.printer_id, motion.bed_id)
+            self._printer_sim.plate_loaded(motion.printer_id, motion.bed_id)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -483,12 +588,16 @@ class RobotArmSim:
         tmp.replace(path)
 
     def _recover_ledger(self) -> None:
-        """Rebuild job outcomes from a kept ledger; motions cut by a restart become failed."""
+        """Rebuild job outcomes and the violation count from a kept ledger; motions cut by a
+        restart become failed."""
         assert self._ledger is not None
         open_motions: dict[int, str | None] = {}
         for entry in self._ledger.entries():
             event, job_id = entry.get("event"), entry.get("job_id")
-            if event == lg.MOTION:
+            if lg.is_violation(entry):
+                with self._lock:
+                    self._count_violation(entry)
+            elif event == lg.MOTION:
                 open_motions[int(entry["seq"])] = job_id
                 if job_id:
                     self._outcomes[job_id] = ("busy", None)

@@ -1,12 +1,15 @@
-"""Test helper: the orchestrator's side of the robot bus (publish jobs, record statuses)."""
+"""Test helpers: the orchestrator's side of the robot bus (publish jobs, record statuses), and
+a fake of bambu-sim's control API for the arm's printer-state reads."""
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -90,3 +93,61 @@ def forget_session(host: str, port: int, client_id: str, timeout_s: float = 3.0)
         time.sleep(0.01)
     client.disconnect()
     client.loop_stop()
+
+
+class FakePrinterSim:
+    """bambu-sim's control API as far as the arm uses it, on a real loopback HTTP server.
+
+    ``GET /printers/{id}`` answers ``states[id]`` (default: idle), 404 for ids in ``missing``;
+    ``PUT /printers/{id}/plate`` is recorded in ``calls`` (answered 500 while ``fail_puts``);
+    ``reads`` lists the ids read.
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[int, dict[str, Any]] = {}
+        self.missing: set[int] = set()
+        self.fail_puts = False
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.reads: list[int] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                match = re.fullmatch(r"/printers/(\d+)", self.path)
+                if match is None or int(match[1]) in fake.missing:
+                    self._answer(404, {"detail": "no simulated printer"})
+                    return
+                printer_id = int(match[1])
+                fake.reads.append(printer_id)
+                state = fake.states.get(printer_id, {"state": "idle", "gcode_state": "IDLE"})
+                self._answer(200, {"id": printer_id, **state})
+
+            def do_PUT(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.calls.append((self.path, body))
+                self._answer(500 if fake.fail_puts else 200, {})
+
+            def _answer(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def set_state(self, printer_id: int, state: str, gcode_state: str | None = None) -> None:
+        """What ``GET /printers/{printer_id}`` says from now on."""
+        self.states[printer_id] = {"state": state, "gcode_state": gcode_state}
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()

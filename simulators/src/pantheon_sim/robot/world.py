@@ -4,7 +4,11 @@ A plate is always in exactly one place: its home rack slot, a printer, or the ar
 (while a motion carries it). :meth:`World.apply` decides whether a job is physically possible
 and, if so, starts its motion; :meth:`World.complete` finishes it. Anything impossible is a
 :class:`Refusal` with a reason: the simulator is the safety oracle of the farm's tests, so it
-never silently accepts a job a real arm would crash on.
+never silently accepts a job a real arm would crash on. A refusal that means the farm tried
+something physically damaging carries a :class:`Violation` category, which the simulator counts.
+
+The printers' live states (read from the printer simulator by the caller, never here) come in
+as :class:`PrinterSeen` / :class:`PrinterUnseen` values.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from pantheon_common.farm import FarmLayout
+from pantheon_contracts.printer import BUSY_STATES, PrinterState
 from pantheon_contracts.robot import RobotJob, RobotJobKind, door_name
 
 
@@ -82,11 +87,76 @@ class Motion:
     """Where the carried plate ends (None for homing)."""
 
 
+class Violation(StrEnum):
+    """Why a refused job would have damaged something: the farm's mistakes the oracle counts.
+
+    Refusals without a category (bad JSON, unknown ids, arm busy or latched, scripted faults,
+    a printer whose state cannot be read) are the arm protecting itself, not farm damage.
+    """
+
+    PRINTER_BUSY = "printer_busy"
+    """A door would open on a printer that is preparing, printing or paused."""
+    TAKE_FROM_EMPTY = "take_from_empty"
+    """A take from a printer that holds no plate."""
+    WRONG_PLATE = "wrong_plate"
+    """A take naming a plate that is not the one in the printer."""
+    LOAD_INTO_OCCUPIED = "load_into_occupied"
+    """A replace into a printer that still holds a plate."""
+    PLATE_NOT_HOME = "plate_not_home"
+    """A replace of a plate that is not in its home rack slot."""
+    DOOR_NOT_OPENED = "door_not_opened"
+    """A take or replace whose job does not open the printer's door."""
+
+
 @dataclass(frozen=True)
 class Refusal:
-    """A job the arm will not execute, and why."""
+    """A job the arm will not execute, why, and whether it would have damaged something."""
 
     reason: str
+    violation: Violation | None = None
+    """Set when the job was physically damaging (counted); None for the arm's own refusals."""
+
+
+@dataclass(frozen=True)
+class PrinterSeen:
+    """A printer's live state as the printer simulator reported it just before the job."""
+
+    state: PrinterState
+    gcode_state: str | None = None
+    """The raw Bambu state (RUNNING, PAUSE...), for the reason text."""
+
+
+@dataclass(frozen=True)
+class PrinterUnseen:
+    """A printer whose state could not be read (simulator down, printer unknown to it...)."""
+
+    reason: str
+
+
+PrinterView = PrinterSeen | PrinterUnseen
+"""What the arm knows about a printer's state before it opens the printer's door."""
+
+
+def printer_refusal(printer_id: int, view: PrinterView) -> Refusal | None:
+    """Why the door of ``printer_id`` must stay shut given its state, or None if it may open.
+
+    Only a print in progress (preparing, printing, paused) makes it a violation: an idle,
+    finished or failed printer may be opened, and so may one reported offline or unknown
+    (no print of ours can be running there). An unreadable state is a plain refusal.
+    """
+    if isinstance(view, PrinterUnseen):
+        return Refusal(
+            f"cannot see the state of printer {printer_id} ({view.reason}): "
+            "the arm does not open a printer's door blind"
+        )
+    if view.state in BUSY_STATES:
+        raw = f" ({view.gcode_state})" if view.gcode_state else ""
+        return Refusal(
+            f"printer {printer_id} is {view.state.value}{raw}: "
+            "opening its door would wreck the print",
+            Violation.PRINTER_BUSY,
+        )
+    return None
 
 
 class InvalidPlacement(ValueError):
@@ -190,8 +260,31 @@ class World:
         }
 
     # -- transitions ----------------------------------------------------------------------
-    def check(self, job: RobotJob) -> Refusal | None:
-        """Why ``job`` is physically impossible now, or None if the arm may do it."""
+    def door_printers(self, job: RobotJob) -> tuple[int, ...]:
+        """The known printers whose doors ``job`` opens, the job's own printer first.
+
+        These are the printers whose live state the caller must read before :meth:`check`.
+        """
+        by_door = {door_name(p): p for p in self.printers}
+        opened = [by_door[d] for d in job.open_doors if d in by_door]
+        if job.printer_id in opened:
+            opened.remove(job.printer_id)
+            opened.insert(0, job.printer_id)
+        return tuple(dict.fromkeys(opened))
+
+    def check(
+        self, job: RobotJob, printer_states: Mapping[int, PrinterView] | None = None
+    ) -> Refusal | None:
+        """Why ``job`` is physically impossible now, or None if the arm may do it.
+
+        ``printer_states`` holds the live state of each printer whose door the job opens
+        (:meth:`door_printers`); None means no printer simulator is configured, so doors are
+        opened without looking (a printer missing from the mapping reads as unseen). The
+        checks run in this order, the first one that fails is the refusal: the arm's own
+        state, unknown ids, the door of the job's printer, unknown doors, a print running
+        behind an opened door, the plates, and last a printer state that could not be read
+        (so a farm mistake is counted even while the printer simulator is down).
+        """
         if self.current is not None:
             what = self.current.job_id or self.current.kind.value
             return Refusal(f"arm is busy with job {what}")
@@ -206,31 +299,57 @@ class World:
             return Refusal(f"unknown bed {bed_id}")
         door = door_name(printer_id)
         if door not in job.open_doors:
-            return Refusal(f"job does not open door {door} of printer {printer_id}")
+            return Refusal(
+                f"job does not open door {door} of printer {printer_id}",
+                Violation.DOOR_NOT_OPENED,
+            )
         unknown_doors = [d for d in job.open_doors if d not in self._door_names()]
         if unknown_doors:
             return Refusal(f"unknown doors {unknown_doors}")
+        unseen: Refusal | None = None
+        if printer_states is not None:
+            for opened in self.door_printers(job):
+                view = printer_states.get(opened, PrinterUnseen("not read"))
+                refusal = printer_refusal(opened, view)
+                if refusal is not None and refusal.violation is not None:
+                    return refusal
+                unseen = unseen or refusal
+        plates = self._plate_refusal(job.kind, printer_id, bed_id)
+        return plates or unseen
+
+    def _plate_refusal(self, kind: RobotJobKind, printer_id: int, bed_id: int) -> Refusal | None:
         inside = self.plate_in(printer_id)
-        if job.kind is RobotJobKind.TAKE:
+        if kind is RobotJobKind.TAKE:
             if inside is None:
-                return Refusal(f"printer {printer_id} holds no plate")
+                return Refusal(f"printer {printer_id} holds no plate", Violation.TAKE_FROM_EMPTY)
             if inside != bed_id:
-                return Refusal(f"printer {printer_id} holds plate {inside}, not {bed_id}")
+                return Refusal(
+                    f"printer {printer_id} holds plate {inside}, not {bed_id}",
+                    Violation.WRONG_PLATE,
+                )
             return None
         # replace
         if inside is not None:
-            return Refusal(f"printer {printer_id} still holds plate {inside}")
+            return Refusal(
+                f"printer {printer_id} still holds plate {inside}", Violation.LOAD_INTO_OCCUPIED
+            )
         home, where = self.homes[bed_id], self.plates[bed_id]
         if where != home:
             return Refusal(
                 f"plate {bed_id} is not in its home slot {home.describe()} "
-                f"(it is in {where.describe()})"
+                f"(it is in {where.describe()})",
+                Violation.PLATE_NOT_HOME,
             )
         return None
 
-    def apply(self, job: RobotJob) -> Motion | Refusal:
-        """Start ``job``'s motion (the plate moves into the gripper, doors open) or refuse it."""
-        refusal = self.check(job)
+    def apply(
+        self, job: RobotJob, printer_states: Mapping[int, PrinterView] | None = None
+    ) -> Motion | Refusal:
+        """Start ``job``'s motion (the plate moves into the gripper, doors open) or refuse it.
+
+        ``printer_states`` as in :meth:`check`.
+        """
+        refusal = self.check(job, printer_states)
         if refusal is not None:
             return refusal
         source: Place | None = None
