@@ -547,6 +547,12 @@ class Farm:
     def motions(self) -> list[dict[str, Any]]:
         return [e for e in self.ledger() if e["event"] == "motion"]
 
+    def robot_violations(self) -> tuple[int, list[dict[str, Any]]]:
+        """How many jobs the robot simulator refused as physically damaging since the farm
+        started (the safety oracle), and its log of the latest ones."""
+        world = self.world()
+        return int(world["violations"]), list(world.get("violation_log") or [])
+
     def world(self) -> dict[str, Any]:
         reply = self.robot.get("/world")
         assert reply.status_code == 200, reply.text
@@ -558,13 +564,19 @@ class Farm:
         return dict(reply.json())
 
     # -- brokers -----------------------------------------------------------------------------
-    def publish_ready(self, body: bytes) -> None:
-        """Publish to ``ready`` as an operator does in the RabbitMQ UI: no message_id."""
+    def publish_ready(self, *bodies: bytes, message_ids: Sequence[str | None] = ()) -> None:
+        """Publish to ``ready`` as an operator does in the RabbitMQ UI (no message_id), or,
+        with ``message_ids`` (one per body), as printer-service or a forger would."""
+        ids = list(message_ids) or [None] * len(bodies)
         connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
         try:
             channel = connection.channel()
             channel.confirm_delivery()
-            channel.basic_publish(exchange="", routing_key=READY_QUEUE, body=body)
+            for body, message_id in zip(bodies, ids, strict=True):
+                properties = pika.BasicProperties(message_id=message_id, delivery_mode=2)
+                channel.basic_publish(
+                    exchange="", routing_key=READY_QUEUE, body=body, properties=properties
+                )
         finally:
             connection.close()
 
@@ -646,11 +658,13 @@ def running_farm(
     speed: float = 600,
     robot_speed: float = 50,
     env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[Farm]:
     """Start ``pantheon-run`` for ``printers``; yield the `Farm` once every part answers.
 
     The farm gets its own vhost, MongoDB and MariaDB databases, topic prefix and orchestrator
-    MQTT client id; ``env`` adds service settings (e.g. shorter timeouts). On exit the farm
+    MQTT client id; ``env`` adds service settings (e.g. shorter timeouts), ``args`` more
+    options of pantheon-run (e.g. ``--prepare-s``). On exit the farm
     gets Ctrl-C (SIGINT); whatever is left is killed, and its directory
     removed (kept when ``PANTHEON_KEEP_FARM=1``).
     """
@@ -690,7 +704,7 @@ def running_farm(
         argv = [sys.executable, "-m", "pantheon_devtools.farm_run"]
         argv += ["--printers", ",".join(str(p) for p in printers)]
         argv += ["--speed", str(speed), "--robot-speed", str(robot_speed), "--bind", "ports"]
-        argv += ["--farm-dir", str(farm_dir), *ports.argv()]
+        argv += ["--farm-dir", str(farm_dir), *ports.argv(), *args]
         with (farm_dir / "pantheon-run.log").open("wb") as out:
             proc = subprocess.Popen(argv, env=run_env, stdout=out, stderr=subprocess.STDOUT)
         farm: Farm | None = None
@@ -714,8 +728,11 @@ def running_farm(
             )
             _wait_started(farm)
             children = children_of(proc.pid)
+            _LIVE_FARMS[id(farm)] = farm
             yield farm
         finally:
+            if farm is not None and _LIVE_FARMS.pop(id(farm), None) is not None:
+                _STOPPED_FARMS[id(farm)] = _violations_now(farm)
             children = children or children_of(proc.pid)
             _stop(proc)
             for pid in children:  # every process of the farm is ours: none may outlive it
@@ -764,6 +781,43 @@ def _wait_started(farm: Farm) -> None:
 
 
 FarmFactory = Callable[..., Farm]
+
+# The robot simulator is the safety oracle of every system test: a job it refuses as damaging
+# (a door opened on a printing printer, a take from an empty printer...) fails the test that
+# caused it, unless the test says it provokes one (``@pytest.mark.robot_violations(n)``).
+_LIVE_FARMS: dict[int, Farm] = {}
+_STOPPED_FARMS: dict[int, tuple[int, list[dict[str, Any]]] | None] = {}
+
+
+def _violations_now(farm: Farm) -> tuple[int, list[dict[str, Any]]] | None:
+    try:
+        return farm.robot_violations()
+    except (AssertionError, httpx.HTTPError, KeyError, ValueError):
+        return None  # the robot simulator does not answer: the test fails on its own
+
+
+@pytest.fixture(autouse=True)
+def robot_safety_oracle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test during which the robot simulator counted a violation."""
+    baseline = {key: _violations_now(farm) for key, farm in _LIVE_FARMS.items()}
+    _STOPPED_FARMS.clear()
+    yield
+    marker = request.node.get_closest_marker("robot_violations")
+    allowed = int(marker.args[0]) if marker else 0
+    seen = {key: _violations_now(farm) for key, farm in _LIVE_FARMS.items()}
+    seen.update(_STOPPED_FARMS)
+    found: list[dict[str, Any]] = []
+    for key, now in seen.items():
+        if now is None:
+            continue
+        before = baseline.get(key)
+        new = now[0] - (before[0] if before else 0)
+        if new > 0:
+            found += now[1][-new:] or [{"reason": f"{new} violation(s), no log"}]
+    assert len(found) == allowed, (
+        f"the robot simulator counted {len(found)} violation(s) during this test, "
+        f"{allowed} expected: {json.dumps(found, default=str)}"
+    )
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Operator paths of the seed: what a person types into RabbitMQ and MQTT by hand.
 
-1. ``14`` published to ``ready`` by hand (no message_id, as in the RabbitMQ UI): the
-   orchestrator records one take and one replace for printer 14 and sends each once.
+1. ``14`` published to ``ready`` by hand (no message_id, as in the RabbitMQ UI) while printer 14
+   holds a clean plate and has printed nothing: no print to swap, so it is dead-lettered with
+   the reason, visible through pantheon-api, and the robot does not move.
 2. With the orchestrator paused, a take typed by hand on ``robot_arm/job`` (the seed JSON, no
    job_id) for the plate the robot says is in printer 15: the robot does it; the orchestrator
    records no task for it and holds nothing. ``{"status": "available"}`` typed by hand next
@@ -44,34 +45,18 @@ def test_hand_typed_ready_hand_typed_robot_job_and_the_farm_goes_on(
 
     # -- 1. "14" typed into the ready queue -----------------------------------------
     farm.publish_ready(b"14")
-    farm.wait(
-        lambda: [t["status"] for t in _tasks_of(farm, 14)] == ["done", "done"],
+    letters = farm.wait(
+        lambda: farm.get("/api/robot/dead-letters", queue="ready"),
         30,
-        "a take and a replace for printer 14 done (orchestrator GET /tasks)",
-        logs=("robot-arm-orchestrator", "robot-arm-sim"),
-        context=lambda: json.dumps(_tasks_of(farm, 14), default=str),
+        "the hand-typed ready dead-lettered (pantheon-api GET /api/robot/dead-letters)",
+        logs=("robot-arm-orchestrator",),
     )
-    tasks = {t["kind"]: t for t in _tasks_of(farm, 14)}
-    assert set(tasks) == {"take", "replace"}
-    # no message_id and no print on record: the orchestrator made up a print id
-    assert tasks["take"]["print_id"] == tasks["replace"]["print_id"]
-    assert tasks["take"]["print_id_synthetic"] is True
-    assert tasks["take"]["bed_id"] == plate_14
-    new_plate_14 = tasks["replace"]["bed_id"]
-    assert new_plate_14 not in (None, plate_14)
-    sent = [j for j in bus.jobs_seen() if j.get("printer_id") == 14]
-    assert [(j["take_from_printer"], j["bed_id"]) for j in sent] == [
-        (True, plate_14),
-        (False, new_plate_14),
-    ]
-    assert [m["job_id"] for m in farm.motions()] == [
-        tasks["take"]["job_id"],
-        tasks["replace"]["job_id"],
-    ]
-    assert farm.sim_printer(14)["plate"] == "clean"
-    assert farm.sim_printer(14)["bed_id"] == new_plate_14
-    assert farm.printer(14)["bed"] == {"bed_id": new_plate_14, "state": "in_printer"}
-    assert farm.bed(plate_14)["state"] == "with_part"
+    assert [letter["body"] for letter in letters] == ["14"]
+    assert f"printer 14 holds plate {plate_14} (in_printer)" in letters[0]["reason"]
+    assert "nothing to swap" in letters[0]["reason"]
+    assert _tasks_of(farm, 14) == []
+    assert farm.motions() == []
+    assert farm.printer(14)["bed"] == {"bed_id": plate_14, "state": "in_printer"}
 
     # -- 2. orchestrator paused; a take typed by hand on robot_arm/job --------------
     paused = farm.api.post("/api/robot/dispatch/pause", json={"reason": "operator at work"})
@@ -116,7 +101,7 @@ def test_hand_typed_ready_hand_typed_robot_job_and_the_farm_goes_on(
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["paused"] is False
     assert farm.held() == []
-    assert len(farm.tasks()) == 2
+    assert farm.tasks() == []
 
     # -- 3. the farm goes on -----------------------------------------------------------
     farm.upload("cube.gcode.3mf", gcode_package(minutes=20))
@@ -126,7 +111,7 @@ def test_hand_typed_ready_hand_typed_robot_job_and_the_farm_goes_on(
     farm.wait_jobs([anywhere], "finished", 60)
     farm.wait_jobs([for_15], "failed", 60)
     farm.wait(
-        lambda: [t["status"] for t in _tasks_of(farm, 14)] == ["done"] * 4,
+        lambda: [t["status"] for t in _tasks_of(farm, 14)] == ["done"] * 2,
         30,
         "the swap after the print on printer 14",
         logs=("robot-arm-orchestrator", "robot-arm-sim"),
@@ -143,7 +128,11 @@ def test_hand_typed_ready_hand_typed_robot_job_and_the_farm_goes_on(
     assert farm.sim_printer(15)["print_error"] == FOREIGN_OBJECTS
     # nothing was done twice, and the robot was never sent to printer 15 by the farm
     motions = farm.assert_no_motion_twice()
-    assert len(motions) == 5
+    assert [(m["kind"], m["printer_id"]) for m in motions] == [
+        ("take", 15),
+        ("take", 14),
+        ("replace", 14),
+    ]
     assert [j for j in bus.jobs_seen() if j.get("printer_id") == 15] == [json.loads(hand_take)]
     assert _tasks_of(farm, 15) == []
     assert farm.held() == []
