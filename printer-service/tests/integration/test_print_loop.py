@@ -108,9 +108,10 @@ def test_a_printer_refusing_the_plate_sends_the_job_back_with_an_attempt(
     service_factory: RuntimeFactory,
     db: pymongo.database.Database[dict[str, Any]],
 ) -> None:
-    farm = sim_farm([14])
+    # An X1C sees the part on its bed and refuses (a P1S cannot see it and would print on it)
+    farm = sim_farm([14], models={14: PrinterModel.X1C})
     farm.set_plate(14, "with_part", bed_id=801)  # MongoDB believes the plate is clean
-    seed_printer(db, 14, PrinterModel.P1S, 801)
+    seed_printer(db, 14, PrinterModel.X1C, 801)
     queue_job(db, "job-1", printer_id=14, max_attempts=2)
     service_factory(farm, 14)
     job = wait_for(

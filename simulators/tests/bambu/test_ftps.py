@@ -1,15 +1,19 @@
 """A simulated printer's storage over real implicit FTPS."""
 
 import ftplib
+import io
 import socket
 import ssl
 import time
+import zipfile
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from pantheon_sim.bambu.farm import BambuSimFarm
 from pantheon_sim.bambu.ftps_client import ImplicitFtpsClient, printer_tls_context
+from pantheon_sim.bambu.gcode3mf import build_gcode_3mf, sample_gcode
 from pantheon_sim.bambu.printer import FaultSettings
 
 pytestmark = pytest.mark.integration
@@ -179,3 +183,87 @@ def test_nlst_names_are_bare_on_p1_and_full_paths_on_x1(
     finally:
         f.delete("nlst.bin")
         f.delete("cache/nlst.bin")
+
+
+def _package_with_crlf() -> bytes:
+    """A sliced package whose bytes hold CRLF pairs (in its ZIP comment), as an ASCII-mode
+    upload through a converting server would mangle them."""
+    buf = io.BytesIO(build_gcode_3mf(sample_gcode(layers=3, estimate="1m 0s")))
+    with zipfile.ZipFile(buf, "a") as z:
+        z.comment = b"exported\r\non Windows\r\n"
+    return buf.getvalue()
+
+
+def _transfer(client: ImplicitFtpsClient, command: str, data: bytes | None = None) -> bytes:
+    """One data transfer in whatever TYPE the session is in (no TYPE I sent here)."""
+    conn, _ = client.ntransfercmd(command)
+    received = bytearray()
+    try:
+        if data is not None:
+            conn.sendall(data)
+        else:
+            while chunk := conn.recv(65536):
+                received += chunk
+    finally:
+        conn.close()
+    client.voidresp()
+    return bytes(received)
+
+
+def test_ascii_mode_moves_bytes_unchanged_and_answers_size_like_vsftpd(
+    farm: BambuSimFarm,
+    ftps: Callable[[int], ImplicitFtpsClient],
+    connect: Callable[..., Any],
+    reset: Callable[[int], None],
+) -> None:
+    """vsFTPd with ascii_upload_enable/ascii_download_enable off (its defaults): TYPE A is
+    accepted with vsFTPd's reply, files go byte for byte both ways and SIZE is answered in
+    ASCII mode too. A client that never sends TYPE I (pyftpdlib's and RFC 959's default
+    type is ASCII) uploads a package the printer can still run."""
+    reset(16)
+    package = _package_with_crlf()
+    assert b"\r\n" in package
+    f = ftps(16)
+    assert f.sendcmd("TYPE A") == "200 Switching to ASCII mode."
+    _transfer(f, "STOR ascii.gcode.3mf", package)
+    assert f.sendcmd("SIZE ascii.gcode.3mf") == f"213 {len(package)}"
+    assert (farm.storage_dir(16) / "ascii.gcode.3mf").read_bytes() == package
+    assert _transfer(f, "RETR ascii.gcode.3mf") == package
+    f.sendcmd("REST 10")
+    with pytest.raises(ftplib.error_perm, match="550 No support for resume of ASCII transfer"):
+        f.sendcmd("RETR ascii.gcode.3mf")
+    assert f.sendcmd("TYPE I") == "200 Switching to Binary mode."
+    assert f.sendcmd("SIZE ascii.gcode.3mf") == f"213 {len(package)}"
+    with pytest.raises(ftplib.error_perm, match="500 Unrecognised TYPE command"):
+        f.sendcmd("TYPE E")
+
+    client = connect(16)
+    client.pushall()
+    seq = client.send(
+        "print",
+        "project_file",
+        param="Metadata/plate_1.gcode",
+        url="ftp:///ascii.gcode.3mf",
+        md5="",
+        use_ams=False,
+    )
+    assert client.reply_to(seq, "project_file")["result"] == "success"  # MD5 intact
+
+
+def test_a_fresh_session_is_in_ascii_mode_and_still_stores_bytes_unchanged(
+    farm: BambuSimFarm,
+) -> None:
+    """No TYPE at all: the first STOR of a session (ftplib's ``storlines`` path without its
+    own conversion) keeps CR LF pairs."""
+    ep = farm.endpoint(17)
+    f = ImplicitFtpsClient(context=printer_tls_context(ep.ca_file), timeout=10)
+    f.connect(ep.host, ep.ftps_port)
+    f.login("bblp", ep.access_code)
+    try:
+        data = b"; CRLF G-code\r\nG28\r\nM104 S200\r\n"
+        _transfer(f, "STOR untyped.gcode", data)
+        assert f.sendcmd("SIZE untyped.gcode") == f"213 {len(data)}"
+        assert (farm.storage_dir(17) / "untyped.gcode").read_bytes() == data
+        f.delete("untyped.gcode")
+    finally:
+        f.quit()

@@ -118,15 +118,30 @@ def test_tls_is_capped_at_1_2(farm: BambuSimFarm) -> None:
         ctx.wrap_socket(raw)
 
 
-@pytest.mark.parametrize(("printer_id", "dropped"), [(15, True), (31, False)])
+@pytest.mark.parametrize(
+    ("printer_id", "topic", "dropped"),
+    [
+        (15, "device/{serial}/request", True),
+        (15, "device/+/request", True),
+        (15, "#", True),
+        (31, "device/{serial}/request", False),
+        (31, "device/+/request", False),
+        (31, "#", False),
+    ],
+)
 def test_subscribing_to_requests_drops_the_client_on_p1_not_on_x1(
-    farm: BambuSimFarm, reset: Callable[[int], None], printer_id: int, dropped: bool
+    farm: BambuSimFarm, reset: Callable[[int], None], printer_id: int, topic: str, dropped: bool
 ) -> None:
-    """Section 11.4: on P1/A1 a client that subscribes to ``.../request`` loses its connection;
-    X1 refuses the subscription and keeps the client. A well-behaved client on the same printer
-    keeps receiving reports either way."""
+    """Section 11.4: on P1/A1 a client that subscribes to a filter that could deliver a
+    request topic loses its connection and never gets a SUBACK (a client that stops
+    subscribing when dropped before the SUBACK then works); X1 refuses a subscription to
+    request topics only (SUBACK 0x80) and grants ``#`` (which then delivers the printer's
+    reports, OBA mqtt.md), keeping the client. A well-behaved client on the same printer keeps
+    receiving reports either way."""
     reset(printer_id)
     ep = farm.endpoint(printer_id)
+    topic_filter = topic if topic == "#" else ep.topic_prefix + topic.format(serial=ep.serial)
+    dropped_before = farm.printer(printer_id)["request_subscribers_dropped"]
 
     def client(client_id: str) -> tuple[paho.Client, list[str], list[bytes]]:
         events: list[str] = []
@@ -136,7 +151,7 @@ def test_subscribing_to_requests_drops_the_client_on_p1_not_on_x1(
         c.username_pw_set("bblp", ep.access_code)
         c.on_connect = lambda cl, u, f, rc, p: events.append("connected")
         c.on_disconnect = lambda cl, u, f, rc, p: events.append("disconnected")
-        c.on_subscribe = lambda cl, u, mid, codes, p: events.append(f"suback {codes[0]}")
+        c.on_subscribe = lambda cl, u, mid, codes, p: events.append(f"suback {codes[0].value}")
         c.on_message = lambda cl, u, m: reports.append(m.payload)
         c.reconnect_delay_set(30, 30)  # a dropped client stays dropped during the test
         c.connect(ep.host, ep.mqtt_port)
@@ -150,18 +165,27 @@ def test_subscribing_to_requests_drops_the_client_on_p1_not_on_x1(
             time.sleep(0.05)
 
     good, good_events, reports = client(f"good-{printer_id}")
-    nosy, events, _ = client(f"nosy {printer_id}")  # a client id with a space, too
+    nosy, events, nosy_reports = client(f"nosy {printer_id}")  # a client id with a space
     try:
         wait(lambda: "connected" in good_events and "connected" in events, "both connected")
         good.subscribe(ep.report_topic)
-        nosy.subscribe(ep.request_topic)
+        nosy.subscribe(topic_filter)
         if dropped:
             wait(lambda: "disconnected" in events, "the nosy client dropped")
+            time.sleep(0.3)
+            assert not any(e.startswith("suback") for e in events), events  # never granted
+            assert farm.printer(printer_id)["request_subscribers_dropped"] == dropped_before + 1
         else:
             wait(lambda: any(e.startswith("suback") for e in events), "the SUBACK")
+            assert events[-1] == ("suback 0" if topic == "#" else "suback 128")
             time.sleep(1.0)
             assert "disconnected" not in events
             assert nosy.is_connected()
+            if topic == "#":  # the printer's reports, and nothing of its requests
+                wait(lambda: bool(nosy_reports), "a report through #")
+                good.publish(ep.request_topic, b'{"pushing": {"command": "pushall"}}')
+                time.sleep(0.5)
+                assert all(b"pushing" not in r for r in nosy_reports)
         reports.clear()
         wait(lambda: bool(reports), "a report to the well-behaved client")
         assert "disconnected" not in good_events

@@ -72,15 +72,30 @@ def test_a_print_runs_prepare_running_finish_and_leaves_a_part(
     assert client.state["subtask_name"] == "cube"
     assert farm.printer(14)["plate"] == "with_part"
 
-    # the plate holds the part: the next job is refused until the plate is swapped
-    seq = client.send("print", "project_file", **_project(name))
-    refused = client.reply_to(seq, "project_file")
-    assert refused["result"] == "failed"
-    client.wait_for(lambda m: client.state.get("print_error") == 0x0500806E, timeout=5)
-    assert client.state["gcode_state"] == "FINISH"
-
+    # a P1S cannot see its bed: a job on the plate with the part starts, and the simulator
+    # records what that did (issue 14: refusing would be the simulator lying about the P1S)
     url = farm.control_url
     assert url is not None
+    before = httpx.get(f"{url}/violations").json()
+    seq = client.send("print", "project_file", **_project(name, subtask_name="on-top"))
+    assert client.reply_to(seq, "project_file")["result"] == "success"
+    client.wait_state("PREPARE", timeout=5)
+    printer = httpx.get(f"{url}/printers/14").json()
+    assert printer["violations"] >= 1
+    entry = printer["violation_log"][-1]
+    assert entry["category"] == "print_on_part"
+    assert entry["reason"] == "printed onto a plate with a part"
+    assert (entry["printer_id"], entry["subtask_name"]) == (14, "on-top")
+    after = httpx.get(f"{url}/violations").json()
+    assert after["violations"] == before["violations"] + 1
+    assert after["violation_log"][-1] == entry
+    assert farm.violations() == after
+    client.wait_state("FINISH", timeout=15)
+    assert farm.printer(14)["plate"] == "with_part"
+
+    # reset (and reboot) keep the count: only a restart of bambu-sim forgets it
+    farm.reset(14)
+    assert farm.printer(14)["violations"] == printer["violations"]
     r = httpx.put(f"{url}/printers/14/plate", json={"plate": "none", "bed_id": None})
     assert r.status_code == 200
     r = httpx.put(f"{url}/printers/14/plate", json={"plate": "clean", "bed_id": 801})
@@ -90,6 +105,25 @@ def test_a_print_runs_prepare_running_finish_and_leaves_a_part(
     assert client.reply_to(seq, "project_file")["result"] == "success"
     client.wait_state("PREPARE", timeout=5)
     assert client.state["print_error"] == 0
+    assert farm.printer(14)["violations"] == printer["violations"]  # a clean plate
+
+
+@pytest.mark.parametrize("plate", ["with_part", "none"])
+def test_an_x1c_sees_its_bed_and_refuses_a_used_or_missing_plate(
+    farm: BambuSimFarm, connect: Callable[..., Any], staged: Callable[..., str], plate: str
+) -> None:
+    name = staged(31, "x1-plate.gcode.3mf")
+    farm.set_plate(31, plate, bed_id=None if plate == "none" else 831)
+    violations = farm.violations()["violations"]
+    client = connect(31)
+    client.pushall()
+    seq = client.send("print", "project_file", **_project(name))
+    refused = client.reply_to(seq, "project_file")
+    assert (refused["result"], refused["reason"]) == ("failed", "foreign objects on heatbed")
+    client.wait_for(lambda m: client.state.get("print_error") == 0x0500806E, timeout=5)
+    assert client.state["gcode_state"] == "IDLE"
+    assert farm.violations()["violations"] == violations
+    assert farm.printer(31)["plate_refusals"] >= 1
 
 
 def test_a_job_sent_while_one_runs_is_refused_busy_and_the_first_continues(

@@ -33,6 +33,8 @@ class FarmControl(Protocol):
 
     def reboot(self, printer_id: int) -> None: ...
 
+    def violations(self) -> dict[str, Any]: ...
+
 
 class PlateRequest(BaseModel):
     """What lies on the bed now."""
@@ -81,9 +83,18 @@ def create_app(farm: FarmControl) -> FastAPI:
         """Every printer's simulator state."""
         return [farm.printer(i) for i in farm.printer_ids]
 
+    @app.get("/violations")
+    def get_violations(farm: Farm) -> dict[str, Any]:
+        """Prints started on a missing or used plate by printers that cannot see their bed:
+        ``violations`` (count over every printer since bambu-sim started; reset and reboot
+        keep it) and ``violation_log`` (the latest 100, oldest first: time, printer_id,
+        category ``print_on_part``/``print_without_plate``, reason, subtask_name)."""
+        return farm.violations()
+
     @app.get("/printers/{printer_id}")
     def get_printer(printer_id: int, farm: Farm) -> dict[str, Any]:
-        """State, gcode_state, plate, bed_id, storage files, faults of one printer."""
+        """State, gcode_state, plate, bed_id, storage files, faults, violations (count and
+        the latest 100) of one printer."""
         _known(farm, printer_id)
         return farm.printer(printer_id)
 

@@ -36,6 +36,7 @@ from pantheon_sim.bambu.mqtt_endpoint import (
 )
 from pantheon_sim.bambu.printer import (
     PROFILES,
+    VIOLATION_LOG_SIZE,
     FaultSettings,
     Payload,
     Plate,
@@ -252,6 +253,19 @@ def pasv_masquerade(listen_host: str, advertise_host: str | None) -> str | None:
     return str(address) if address.version == 4 else None
 
 
+def _reported_ip(spec: SimPrinterSpec) -> str:
+    """The IPv4 address a printer reports in ``net``: the advertised or listen address when
+    it is an IPv4 literal other than 0.0.0.0, else 127.0.0.1."""
+    for host in (spec.advertise_host, spec.host):
+        try:
+            address = ipaddress.IPv4Address(host or "")
+        except ValueError:
+            continue
+        if not address.is_unspecified:
+            return str(address)
+    return "127.0.0.1"
+
+
 def _pasv_range(base: int | None, printer_id: int) -> range | None:
     if not base:
         return None
@@ -365,6 +379,7 @@ class BambuSimFarm:
             plate=self.config.initial_plate,
             faults=self.config.faults.get(spec.id, FaultSettings()),
             ams=list(self.config.ams[spec.id]) if spec.id in self.config.ams else None,
+            ip_address=_reported_ip(spec),
         )
         mqtt_port = spec.mqtt_port or free_port(spec.host)
         broker = BrokerSettings(
@@ -470,6 +485,8 @@ class BambuSimFarm:
         status["mqtt_up"] = unit.mqtt.broker.running
         status["tls13_hellos_held"] = unit.mqtt.broker.tls13_held
         status["mqtt_clients"] = unit.mqtt.clients
+        status["mqtt_peers"] = unit.mqtt.broker.peers()
+        status["request_subscribers_dropped"] = unit.mqtt.broker.dropped_subscribers
         return status
 
     def set_plate(self, printer_id: int, plate: Plate | str, bed_id: int | None = None) -> None:
@@ -517,6 +534,19 @@ class BambuSimFarm:
     def storage_dir(self, printer_id: int) -> Path:
         return self._unit(printer_id).storage
 
+    def violations(self) -> dict[str, Any]:
+        """Prints started on a missing or used plate, over every printer: ``violations``
+        (the count since the process started) and ``violation_log`` (the latest 100,
+        oldest first). Reset and reboot keep them; a restart of bambu-sim does not."""
+        total = 0
+        entries: list[dict[str, Any]] = []
+        for unit in self._units.values():
+            with unit.lock:
+                total += unit.sim.violations
+                entries.extend(unit.sim.violation_log)
+        entries.sort(key=lambda e: (e["time"], e["printer_id"]))
+        return {"violations": total, "violation_log": entries[-VIOLATION_LOG_SIZE:]}
+
     # ----- internals --------------------------------------------------------------------
 
     def _unit(self, printer_id: int) -> _Unit:
@@ -535,11 +565,26 @@ class BambuSimFarm:
     def _on_request(self, printer_id: int, payload: Payload) -> None:
         unit = self._units[printer_id]
         with unit.lock:
+            seen = unit.sim.violations
             replies = unit.sim.handle_command(payload, time.monotonic())
             if unit.sim.faults.duplicate_requests:  # the DUP copy of a QoS 1 publish
                 replies += unit.sim.handle_command(copy.deepcopy(payload), time.monotonic())
+            self._log_violations(unit, seen)
         for reply in replies:
             unit.mqtt.publish(reply)
+
+    @staticmethod
+    def _log_violations(unit: _Unit, seen: int) -> None:
+        """Log the violations recorded since the count was ``seen`` (call under the lock)."""
+        new = unit.sim.violations - seen
+        for entry in list(unit.sim.violation_log)[-new:] if new > 0 else []:
+            log.error(
+                "VIOLATION printer %d %s: %s (%s)",
+                unit.spec.id,
+                entry["category"],
+                entry["reason"],
+                entry["subtask_name"],
+            )
 
     def _on_client_connected(self, printer_id: int) -> None:
         unit = self._units[printer_id]
@@ -567,7 +612,9 @@ class BambuSimFarm:
             for unit in self._units.values():
                 try:
                     with unit.lock:
+                        seen = unit.sim.violations
                         out = unit.sim.tick(now)
+                        self._log_violations(unit, seen)
                         drop = unit.drop_due is not None and now >= unit.drop_due
                         if drop:
                             unit.drop_due = None

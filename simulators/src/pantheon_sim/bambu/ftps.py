@@ -5,6 +5,8 @@ mode, the data channel protected by default and required to RESUME the control c
 session (``522`` otherwise, like ``require_ssl_reuse``). One data transfer at a time per
 printer (``425`` otherwise), ``226`` only after the file is closed, an optional throughput cap,
 a storage size (``552`` and no file past it) and the P2S quirk of ``426`` after a whole upload.
+``TYPE A`` is accepted but changes nothing: vsFTPd's defaults (``ascii_upload_enable`` and
+``ascii_download_enable`` off) move every file byte for byte and answer ``SIZE`` in any mode.
 Each printer's server runs its own pyftpdlib IO loop in one thread.
 """
 
@@ -117,12 +119,16 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
     reply_426_after_write: Callable[[], bool]
     capacity_bytes: Callable[[], int | None]
     nlst_full_paths: bool
+    ascii_declared: bool
+    """The client's last ``TYPE`` was ASCII (only the replies and a resumed RETR differ)."""
+    _restart_position: int  # pyftpdlib's REST mark
 
     def handle(self) -> None:
         self.on_connect()
         self.secure_connection(self.ssl_context)
         self._pbsz = True
         self._prot = True
+        self._binary_only()
 
     def handle_ssl_established(self) -> None:
         self.respond(f"220 {self.banner}")
@@ -131,6 +137,27 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
         super().flush_account()
         self._pbsz = True
         self._prot = True
+        self._binary_only()
+
+    def _binary_only(self) -> None:
+        """pyftpdlib's transfer type stays binary whatever the client says: vsFTPd (the
+        printers' server) with ``ascii_upload_enable``/``ascii_download_enable`` off (its
+        defaults) stores and sends bytes unchanged in ASCII mode too, so a ``.gcode.3mf``
+        uploaded without ``TYPE I`` keeps its CRLF bytes and its MD5."""
+        self._current_type = "i"
+        self.ascii_declared = True  # vsFTPd starts in ASCII mode, like RFC 959 says
+
+    def ftp_TYPE(self, line: str) -> None:  # noqa: N802 - pyftpdlib names
+        """vsFTPd's ``handle_type``: I, L8, "L 8" binary; A, "A N" ASCII (in name only)."""
+        kind = line.upper()
+        if kind in ("I", "L8", "L 8"):
+            self.ascii_declared = False
+            self.respond("200 Switching to Binary mode.")
+        elif kind in ("A", "A N"):
+            self.ascii_declared = True
+            self.respond("200 Switching to ASCII mode.")
+        else:
+            self.respond("500 Unrecognised TYPE command.")
 
     def ftp_AUTH(self, line: str) -> None:  # noqa: N802 - pyftpdlib names
         self.respond("503 Already using TLS (implicit FTPS).")
@@ -153,6 +180,10 @@ class _ImplicitTlsHandler(TLS_FTPHandler):  # type: ignore[misc]
         return self._in_slot(super().ftp_STOR, file, mode)
 
     def ftp_RETR(self, file: str) -> Any:  # noqa: N802 - pyftpdlib names
+        if self.ascii_declared and self._restart_position:
+            self._restart_position = 0  # vsFTPd resets the REST mark before refusing
+            self.respond("550 No support for resume of ASCII transfer.")
+            return None
         return self._in_slot(super().ftp_RETR, file)
 
     def ftp_LIST(self, path: str) -> Any:  # noqa: N802 - pyftpdlib names

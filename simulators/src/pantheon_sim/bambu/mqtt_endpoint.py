@@ -1,17 +1,17 @@
-"""A printer's MQTT endpoint: a private mosquitto (TLS 1.2, bblp + code) and the sim's link.
+"""A printer's MQTT endpoint: its TLS front, a private mosquitto and the simulator's link.
 
-Each printer gets its own mosquitto process with two listeners (``per_listener_settings``):
-the printer-facing TLS listener (password file with ``bblp``, an ACL that only lets ``bblp``
-read ``device/+/report`` and write ``device/+/request``, a connection cap) and a unix socket
-that only the simulator uses. TLS is capped at 1.2 through a private OpenSSL config, because
-mosquitto 2.0's ``tls_version tlsv1.2`` is a floor, not a cap. The broker's notice log is
-published on ``$SYS/broker/log/N``; the simulator reads it to see clients (re)connect.
+Each printer gets its own mosquitto process with two unix-socket listeners
+(``per_listener_settings``): the clients' one, reached only through the printer's
+:class:`~pantheon_sim.bambu.mqtt_front.MqttFront` (TLS 1.2 on the printer's address and the
+client cap; then mosquitto's password file with ``bblp`` and an ACL that only lets ``bblp``
+read ``device/+/report`` and write ``device/+/request``), and one that only the simulator
+uses. The broker's notice log is published on ``$SYS/broker/log/N``; the simulator reads it
+to see clients (re)connect and leave (client ids; their addresses are the front's, see
+:meth:`MosquittoBroker.peers`).
 
-P1/A1 drop a client that subscribes to a request topic (protocol doc 11.4). The ACL refuses
-the subscription; for those models the broker also logs subscriptions (``$SYS/broker/log/M/
-subscribe``), and the simulator then connects on its own socket with the offender's client id:
-the broker closes the older connection with that id (MQTT session takeover), and the
-simulator's stand-in disconnects at once.
+Past the client cap in drop-oldest mode, the simulator connects on its own socket with the
+oldest client's id: the broker closes the older connection with that id (MQTT session
+takeover), the front closes that client, and the stand-in disconnects at once.
 """
 
 import contextlib
@@ -35,24 +35,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from pantheon_sim.bambu.tls_gate import Tls13Gate
+from pantheon_sim.bambu.mqtt_front import FrontError, FrontSettings, MqttFront
 
 log = logging.getLogger(__name__)
 
 MOSQUITTO = os.environ.get("BAMBU_SIM_MOSQUITTO", "/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = os.environ.get("BAMBU_SIM_MOSQUITTO_PASSWD", "/usr/bin/mosquitto_passwd")
-
-_OPENSSL_CNF = """\
-# bambu-sim: the printers speak TLS 1.2 only (bambu-lan-protocol.md 2.2)
-openssl_conf = default_conf
-[default_conf]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-MinProtocol = TLSv1.2
-MaxProtocol = TLSv1.2
-"""
 
 
 class BrokerError(Exception):
@@ -74,7 +62,8 @@ class BrokerSettings:
     directory: Path
     """Where config, password file, ACL and log live."""
     drop_request_subscribers: bool = False
-    """P1/A1: a client that subscribes to a ``device/+/request`` topic loses its connection."""
+    """P1/A1: a client that subscribes to a request topic loses its connection before any
+    SUBACK (mqtt_front.py)."""
     tls13_hangs: bool = False
     """P2S: a ClientHello offering TLS 1.3 is never answered (tls_gate.py)."""
     drop_oldest_client: bool = False
@@ -95,17 +84,29 @@ class MosquittoBroker:
     def __init__(self, settings: BrokerSettings, socket_dir: Path) -> None:
         self.settings = settings
         self.socket_path = socket_dir / f"{settings.name}.sock"
+        """The simulator's own listener."""
+        self.client_socket_path = socket_dir / f"{settings.name}-bblp.sock"
+        """The clients' listener, behind the front."""
         self._dir = settings.directory
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
-        # With the TLS 1.3 gate, mosquitto's TLS listener moves to a loopback port behind it.
-        self.tls_host, self.tls_port = settings.host, settings.port
-        self._gate: Tls13Gate | None = None
-        if settings.tls13_hangs:
-            self.tls_host, self.tls_port = "127.0.0.1", free_port("127.0.0.1")
-            self._gate = Tls13Gate(
-                settings.host, settings.port, (self.tls_host, self.tls_port), settings.name
+        self._front = MqttFront(
+            FrontSettings(
+                name=settings.name,
+                host=settings.host,
+                port=settings.port,
+                backend=self.client_socket_path,
+                cert_file=settings.cert_file,
+                key_file=settings.key_file,
+                topic_prefix=settings.topic_prefix,
+                # drop-oldest: the newcomer gets in, then the oldest is taken over (below)
+                max_clients=settings.max_clients + 1
+                if settings.drop_oldest_client
+                else settings.max_clients,
+                drop_request_subscribers=settings.drop_request_subscribers,
+                tls13_hangs=settings.tls13_hangs,
             )
+        )
 
     @property
     def pid_file(self) -> Path:
@@ -131,7 +132,6 @@ class MosquittoBroker:
             f"topic read {s.topic_prefix}device/+/report\n"
             f"topic write {s.topic_prefix}device/+/request\n"
         )
-        (self._dir / "openssl.cnf").write_text(_OPENSSL_CNF)
         user = pwd.getpwuid(os.getuid()).pw_name
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
@@ -145,22 +145,18 @@ log_dest file {self._dir / "mosquitto.log"}
 log_type error
 log_type warning
 log_type notice
-{"log_type subscribe" if s.drop_request_subscribers else "# subscriptions not logged"}
 max_queued_messages 10000
 
 # the simulator's own link
 listener 0 {self.socket_path}
 allow_anonymous true
 
-# the printer's face: MQTT 3.1.1 over TLS, bblp + access code
-listener {self.tls_port} {self.tls_host}
-certfile {s.cert_file}
-keyfile {s.key_file}
-tls_version tlsv1.2
+# the printer's face, behind its TLS front (mqtt_front.py): MQTT 3.1.1, bblp + access code
+listener 0 {self.client_socket_path}
 allow_anonymous false
 password_file {passwd}
 acl_file {acl}
-max_connections {s.max_clients + 1 if s.drop_oldest_client else s.max_clients}
+# no max_connections: mosquitto 2.0 ignores it on a unix socket; the front holds the cap
 """
         )
         return conf
@@ -174,12 +170,11 @@ max_connections {s.max_clients + 1 if s.drop_oldest_client else s.max_clients}
             if not conf.is_file():
                 conf = self.write_config()
             self.socket_path.unlink(missing_ok=True)
-            env = dict(os.environ, OPENSSL_CONF=str(self._dir / "openssl.cnf"))
+            self.client_socket_path.unlink(missing_ok=True)
             err_log = (self._dir / "mosquitto.stderr").open("ab")
             try:
                 self._proc = subprocess.Popen(
                     [MOSQUITTO, "-c", str(conf)],
-                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=err_log,
                     stderr=err_log,
@@ -198,18 +193,21 @@ max_connections {s.max_clients + 1 if s.drop_oldest_client else s.max_clients}
                     f"mosquitto for printer {self.settings.name} exited ({proc.returncode}); "
                     f"see {self._dir / 'mosquitto.log'}"
                 )
-            if self.socket_path.exists() and _tcp_open(_probe_host(self.tls_host), self.tls_port):
-                if self._gate is not None:
-                    self._gate.start()
+            if _unix_open(self.socket_path) and _unix_open(self.client_socket_path):
+                try:
+                    self._front.start()
+                except FrontError as err:
+                    self.stop()
+                    raise BrokerError(str(err)) from err
                 return
             time.sleep(0.02)
         self.stop()
         raise BrokerError(f"mosquitto for printer {self.settings.name} did not start in time")
 
     def stop(self) -> None:
-        """Terminate the process group; kill it if it lingers."""
-        if self._gate is not None:
-            self._gate.stop()
+        """Close the printer's MQTT port and every client connection, then terminate the
+        broker's process group (killed if it lingers)."""
+        self._front.stop()
         with self._lock:
             proc, self._proc = self._proc, None
         if proc is None:
@@ -225,11 +223,23 @@ max_connections {s.max_clients + 1 if s.drop_oldest_client else s.max_clients}
                 proc.wait(timeout=5)
         self.pid_file.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
+        self.client_socket_path.unlink(missing_ok=True)
 
     @property
     def tls13_held(self) -> int | None:
-        """TLS 1.3 ClientHellos left unanswered so far; None without the P2S gate."""
-        return None if self._gate is None else self._gate.held
+        """TLS 1.3 ClientHellos left unanswered so far; None unless the printer has the P2S
+        firmware behaviour."""
+        return self._front.held if self.settings.tls13_hangs else None
+
+    @property
+    def dropped_subscribers(self) -> int:
+        """Connections closed so far for subscribing to a request topic (P1/A1)."""
+        return self._front.dropped_subscribers
+
+    def peers(self) -> dict[str, str]:
+        """Client id -> ``host:port`` of each client connected now (mosquitto only sees the
+        front's unix socket)."""
+        return self._front.peers()
 
     @property
     def running(self) -> bool:
@@ -252,17 +262,15 @@ max_connections {s.max_clients + 1 if s.drop_oldest_client else s.max_clients}
         pid_file.unlink(missing_ok=True)
 
 
-def _probe_host(host: str) -> str:
-    """Where to check a listener bound to ``host``: loopback for a wildcard address."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+def _unix_open(path: Path) -> bool:
+    """Does a listener accept on the unix socket ``path``?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
 
 
 RequestHandler = Callable[[dict[str, Any]], None]
@@ -348,10 +356,7 @@ class MqttEndpoint:
         if reason.is_failure:
             log.warning("printer %s: internal broker link refused: %s", self.serial, reason)
             return
-        topics = [(self.request_topic, 1), ("$SYS/broker/log/N", 0)]
-        if self.broker.settings.drop_request_subscribers:
-            topics.append((_SUBSCRIBE_LOG, 0))
-        client.subscribe(topics)
+        client.subscribe([(self.request_topic, 1), ("$SYS/broker/log/N", 0)])
         self._connected.set()
 
     def _handle_disconnect(
@@ -366,9 +371,6 @@ class MqttEndpoint:
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
-            if msg.topic == _SUBSCRIBE_LOG:
-                self._check_subscription(msg.payload.decode("utf-8", errors="replace"))
-                return
             if msg.topic.startswith("$SYS/"):
                 text = msg.payload.decode("utf-8", errors="replace")
                 self._follow_clients(text)
@@ -415,17 +417,6 @@ class MqttEndpoint:
         if oldest is not None:
             self._drop_client(oldest, "the client cap was reached: dropping the oldest")
 
-    def _check_subscription(self, line: str) -> None:
-        """``<time>: <client id> <qos> <topic>``: a client other than the simulator that
-        subscribed to a request topic is dropped."""
-        client_id, _, topic = _parse_subscribe_log(line)
-        if client_id is None or client_id == self._client_id:
-            return
-        prefix = self.broker.settings.topic_prefix
-        if not (topic.startswith(f"{prefix}device/") and topic.endswith("/request")):
-            return
-        self._drop_client(client_id, f"it subscribed to {topic}")
-
     def _drop_client(self, client_id: str, why: str) -> None:
         """Close ``client_id``'s connection, from a thread of its own (not paho's)."""
         log.info("printer %s: dropping client %r: %s", self.serial, client_id, why)
@@ -455,7 +446,6 @@ class MqttEndpoint:
             log.warning("printer %s: could not drop %r: %s", self.serial, client_id, err)
 
 
-_SUBSCRIBE_LOG = "$SYS/broker/log/M/subscribe"
 _GONE = ("disconnect", "closed its connection", "exceeded timeout", "closing old connection")
 
 
@@ -471,16 +461,6 @@ def _says_gone(text: str, client_id: str) -> bool:
     lowered = text.lower()
     named = any(f"{c}lient {client_id}{end}" in text for c in "Cc" for end in (" ", ",", ":", "."))
     return named and any(word in lowered for word in _GONE)
-
-
-def _parse_subscribe_log(line: str) -> tuple[str | None, int, str]:
-    """(client id, qos, topic) of a mosquitto subscribe log line; (None, 0, "") if it is not
-    one. A client id may hold spaces; a request topic holds none."""
-    _, sep, rest = line.partition(": ")
-    parts = rest.rsplit(" ", 2)
-    if not sep or len(parts) != 3 or not parts[1].isdigit():
-        return None, 0, ""
-    return parts[0], int(parts[1]), parts[2].strip()
 
 
 def make_socket_dir() -> Path:

@@ -6,13 +6,18 @@ print file is opened through an injected :data:`JobResolver`, and the caller pub
 It is not thread-safe; the farm serialises calls with one lock per printer.
 """
 
+import contextlib
 import copy
+import datetime
+import ipaddress
 import math
 import random
 import re
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
 
@@ -44,6 +49,32 @@ class Plate(StrEnum):
     NONE = "none"
     CLEAN = "clean"
     WITH_PART = "with_part"
+
+
+class ViolationCategory(StrEnum):
+    """A print started that a person would never start: damage the oracle counts.
+
+    Only models that cannot see their bed start such a print (see ``ModelProfile.sees_bed``);
+    the others refuse it with 0x0500806E.
+    """
+
+    PRINT_ON_PART = "print_on_part"
+    """The plate still held a part: the nozzle prints onto (and into) it."""
+    PRINT_WITHOUT_PLATE = "print_without_plate"
+    """No plate on the bed: the printer levels and prints on the bare heatbed."""
+
+
+VIOLATION_LOG_SIZE: Final = 100
+"""Violations each printer keeps in its log (the count covers them all)."""
+
+
+def plate_violation(plate: Plate) -> ViolationCategory | None:
+    """What starting a print on ``plate`` would damage, if anything."""
+    return {
+        Plate.NONE: ViolationCategory.PRINT_WITHOUT_PLATE,
+        Plate.WITH_PART: ViolationCategory.PRINT_ON_PART,
+        Plate.CLEAN: None,
+    }[plate]
 
 
 class ErrorCode:
@@ -94,8 +125,13 @@ class ModelProfile:
     nlst_full_paths: bool
     """FTPS ``NLST``: X1 answers full paths, P1/A1 bare names (section 6.1)."""
     drops_request_subscribers: bool
-    """P1/A1 drop a client's connection when it subscribes to a ``.../request`` topic
-    (section 11.4); X1 only refuses the subscription."""
+    """P1/A1 drop a client's connection when it subscribes to a ``.../request`` topic,
+    before any SUBACK (section 11.4); X1 only refuses the subscription."""
+    sees_bed: bool
+    """X1C/X1E look at the bed (lidar + camera) before a print and refuse a plate that is
+    missing or holds a part with 0x0500806E; P1/A1 have no such sensor and print anyway."""
+    nozzle_type: str
+    """``nozzle_type`` in full reports: X1 ships hardened steel, P1/A1 stainless steel."""
 
 
 PROFILES: Final[dict[PrinterModel, ModelProfile]] = {
@@ -116,6 +152,8 @@ PROFILES: Final[dict[PrinterModel, ModelProfile]] = {
         folder_urls_fail=m not in FULL_REPORT_MODELS,
         nlst_full_paths=m in FULL_REPORT_MODELS,
         drops_request_subscribers=m not in FULL_REPORT_MODELS,
+        sees_bed=m in FULL_REPORT_MODELS,
+        nozzle_type="hardened_steel" if m in FULL_REPORT_MODELS else "stainless_steel",
     )
     for m in PrinterModel
 }
@@ -212,6 +250,118 @@ NO_TRAY: Final = 255
 """No tray loaded (``tray_now``/``tray_tar`` idle value)."""
 AMS_TRAYS: Final = 4
 
+GENERIC_FILAMENTS: Final[dict[str, tuple[str, int, int]]] = {
+    "PLA": ("GFL99", 190, 250),
+    "PLA-CF": ("GFL98", 190, 250),
+    "PETG": ("GFG99", 220, 260),
+    "ABS": ("GFB99", 240, 270),
+    "ASA": ("GFB98", 240, 270),
+    "PA": ("GFN99", 270, 300),
+    "PA-CF": ("GFN98", 270, 300),
+    "PC": ("GFC99", 260, 280),
+    "PVA": ("GFS99", 190, 250),
+    "TPU": ("GFU99", 200, 250),
+}
+"""Filament type -> (``tray_info_idx`` of the generic Bambu profile, nozzle min, max °C)
+(bambulabs_api ``filament_info.FilamentEnum``)."""
+
+
+@dataclass(frozen=True)
+class TraySetting:
+    """What a tray (AMS slot or external spool) says it holds: set when the spool is
+    loaded, changed by ``print.ams_filament_setting``."""
+
+    tray_type: str
+    tray_info_idx: str
+    tray_color: str
+    """RRGGBBAA."""
+    nozzle_temp_min: int
+    nozzle_temp_max: int
+
+    @classmethod
+    def generic(cls, tray_type: str, color: str = "FFFFFFFF") -> "TraySetting":
+        """The generic profile of ``tray_type`` (an unknown type gets no profile id)."""
+        idx, low, high = GENERIC_FILAMENTS.get(tray_type.upper(), ("", 190, 250))
+        return cls(tray_type, idx, color, low, high)
+
+    def updated(self, body: Payload) -> "TraySetting":
+        """This setting with the fields of an ``ams_filament_setting`` that make sense
+        (non-empty strings, an RRGGBB[AA] colour, integer temperatures)."""
+        changes: dict[str, Any] = {}
+        for key in ("tray_type", "tray_info_idx"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                changes[key] = value
+        color = body.get("tray_color")
+        if isinstance(color, str) and re.fullmatch(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?", color):
+            changes["tray_color"] = (color + "FF" if len(color) == 6 else color).upper()
+        for key in ("nozzle_temp_min", "nozzle_temp_max"):
+            with contextlib.suppress(KeyError, ValueError):
+                changes[key] = int(str(body[key]))
+        return replace(self, **changes)
+
+    def payload(self, tray_id: str, *, remain: int) -> Payload:
+        """The tray object of a report (the key set of a real P1P, ha-bambulab
+        ``tests/P1P.json``: bambulabs_api's ``FilamentTray`` needs every one)."""
+        return {
+            "id": tray_id,
+            "remain": remain,
+            "k": 0.019999999552965164,
+            "n": 1,
+            "cali_idx": -1,
+            "tag_uid": "0000000000000000",
+            "tray_id_name": "",
+            "tray_info_idx": self.tray_info_idx,
+            "tray_type": self.tray_type,
+            "tray_sub_brands": "",
+            "tray_color": self.tray_color,
+            "tray_weight": "0",
+            "tray_diameter": "0.00",
+            "tray_temp": "0",
+            "tray_time": "0",
+            "bed_temp_type": "0",
+            "bed_temp": "0",
+            "nozzle_temp_max": str(self.nozzle_temp_max),
+            "nozzle_temp_min": str(self.nozzle_temp_min),
+            "xcam_info": "000000000000000000000000",
+            "tray_uuid": "00000000000000000000000000000000",
+        }
+
+
+def setting_target(body: Payload) -> int | None:
+    """The global tray an ``ams_filament_setting`` names: ``ams_id*4 + tray_id``, or
+    EXTERNAL_SPOOL for ``ams_id`` 254/255 or ``tray_id`` 254 (Studio's "print without AMS"
+    form is ams_id 255 + tray_id 254); None when the ids are missing or not numbers."""
+    try:
+        ams_id = int(str(body.get("ams_id")))
+        tray_id = int(str(body.get("tray_id", body.get("slot_id"))))
+    except ValueError:
+        return None
+    if ams_id in (254, NO_TRAY) or tray_id == EXTERNAL_SPOOL:
+        return EXTERNAL_SPOOL
+    if ams_id < 0 or not 0 <= tray_id < AMS_TRAYS:
+        return None
+    return ams_id * AMS_TRAYS + tray_id
+
+
+def fan_gear(cooling: str, aux: str, chamber: str) -> int:
+    """``fan_gear``: the three fans packed on the 0-255 scale, chamber << 16 | aux << 8 |
+    part cooling; the string speeds are on a 0-15 scale (Bambu Studio ``DevFan``)."""
+
+    def level(speed: str) -> int:
+        return round(math.floor(int(speed) / 1.5) * 25.5)
+
+    return level(chamber) << 16 | level(aux) << 8 | level(cooling)
+
+
+def ipv4_le(address: str) -> int:
+    """``net.info[].ip``: an IPv4 address as a little-endian uint32 (protocol doc 4.2)."""
+    try:
+        packed = ipaddress.IPv4Address(address).packed
+    except ValueError:
+        packed = ipaddress.IPv4Address("127.0.0.1").packed
+    return int.from_bytes(packed, "little")
+
 
 @dataclass(frozen=True)
 class Feed:
@@ -281,6 +431,8 @@ class _Job:
     started_wall: float
     prepare_started: float
     feed: Feed = Feed(EXTERNAL_SPOOL)
+    violation: ViolationCategory | None = None
+    """The plate was not clean and the printer could not see it: recorded when it starts."""
     work_s: float = 0.0
     """Printer seconds of the file done so far."""
 
@@ -320,6 +472,8 @@ class SimPrinter:
     seed: int | None = None
     ams: list[str | None] | None = None
     """Filament type per tray of one AMS unit (None: empty tray); None: no AMS."""
+    ip_address: str = "127.0.0.1"
+    """Reported in ``net.info[].ip`` (an IPv4 literal; anything else reports 127.0.0.1)."""
 
     def __post_init__(self) -> None:
         self.state = GcodeState.IDLE
@@ -348,8 +502,14 @@ class SimPrinter:
         self._last_tick: float | None = None
         self._next_report = 0.0
         self._report_now = False
-        self._published: Payload = self._fields()
+        self.trays: dict[int, TraySetting] = {EXTERNAL_SPOOL: TraySetting.generic("PLA")}
+        """What each tray holds: AMS slots by global number, the external spool as 254."""
+        self._fit_trays()
         self.plate_refusals = 0
+        self.violations = 0
+        """Prints started on a plate that was missing or held a part (never reset)."""
+        self.violation_log: deque[dict[str, Any]] = deque(maxlen=VIOLATION_LOG_SIZE)
+        self._published: Payload = self._fields()
 
     # ----- public API -------------------------------------------------------------------
 
@@ -370,7 +530,13 @@ class SimPrinter:
                 continue
             out.extend(handler(self, subsystem, body, now))
         if (self.state, self.print_error, len(self.hms), self.spd_lvl) != before:
-            self._report_now = True  # state changes are reported at the next tick
+            self._report_now = True
+        if self._report_now or self._fields() != self._published:
+            # A printer pushes what a command changed at once (P1/A1 a delta, X1 a full
+            # report), not at its next periodic report.
+            report = self._periodic_report(now, jitter=False)
+            if report is not None:
+                out.append(report)
         return out
 
     def tick(self, now: float) -> list[Payload]:
@@ -391,7 +557,7 @@ class SimPrinter:
         if (self.state, self.print_error, len(self.hms)) != before:
             self._report_now = True
         if self._report_now or now >= self._next_report:
-            report = self._periodic_report(now)
+            report = self._periodic_report(now, jitter=False)
             if report is not None:
                 out.append(report)
         return out
@@ -418,7 +584,18 @@ class SimPrinter:
         if trays is not None and len(trays) > AMS_TRAYS:
             raise ValueError(f"an AMS unit has {AMS_TRAYS} trays")
         self.ams = None if trays is None else [t or None for t in trays]
+        self._fit_trays()
         self._report_now = True
+
+    def _fit_trays(self) -> None:
+        """Tray settings for the loaded AMS slots: a slot that keeps its filament type keeps
+        its setting, a new spool gets its type's generic profile, an empty slot none."""
+        loaded = {i: kind for i, kind in enumerate(self.ams or []) if kind}
+        for tray in [t for t in self.trays if t != EXTERNAL_SPOOL and t not in loaded]:
+            del self.trays[tray]
+        for tray, kind in loaded.items():
+            if tray not in self.trays or self.trays[tray].tray_type != kind:
+                self.trays[tray] = TraySetting.generic(kind)
 
     def set_faults(self, faults: FaultSettings) -> None:
         """Replace the fault settings (drops are scheduled by the farm)."""
@@ -461,6 +638,8 @@ class SimPrinter:
             "gcode_file": self.last_file,
             "stream_on": self.stream_on,
             "plate_refusals": self.plate_refusals,
+            "violations": self.violations,
+            "violation_log": list(self.violation_log),
             "faults": self.faults.model_dump(),
             "ams": list(self.ams) if self.ams is not None else None,
             "feed": None
@@ -505,7 +684,8 @@ class SimPrinter:
         if self.state in BUSY or self._pending_start is not None:
             self.print_error = ErrorCode.BUSY
             return [self._echo(subsystem, body, "failed", "device is busy")]
-        if self.plate is not Plate.CLEAN:
+        violation = plate_violation(self.plate)
+        if violation is not None and self.profile.sees_bed:
             self.print_error = ErrorCode.FOREIGN_OBJECTS
             self.plate_refusals += 1
             return [self._echo(subsystem, body, "failed", "foreign objects on heatbed")]
@@ -515,14 +695,22 @@ class SimPrinter:
             self.print_error = err.code
             self._report_now = True
             return [self._echo(subsystem, body, "failed", err.reason)]
-        return self._start(subsystem, body, now, feed)
+        # A printer that cannot see its bed starts anyway: the damage is recorded at start.
+        return self._start(subsystem, body, now, feed, violation)
 
     def _cmd_gcode_file(self, subsystem: str, body: Payload, now: float) -> list[Payload]:
         if not self.profile.runs_gcode_file:
             return [self._echo(subsystem, body, "success", "success")]
         return self._cmd_project_file(subsystem, body, now)
 
-    def _start(self, subsystem: str, body: Payload, now: float, feed: Feed) -> list[Payload]:
+    def _start(
+        self,
+        subsystem: str,
+        body: Payload,
+        now: float,
+        feed: Feed,
+        violation: ViolationCategory | None,
+    ) -> list[Payload]:
         try:
             spec = self.resolve_job(body)
         except JobError as err:
@@ -544,6 +732,7 @@ class SimPrinter:
             started_wall=self.wall_clock(),
             prepare_started=now,
             feed=feed,
+            violation=violation,
         )
         echo = self._echo(subsystem, body, "success", "")
         if self.timing.ack_delay_s > 0:
@@ -612,6 +801,18 @@ class SimPrinter:
         self.lights[node] = str(mode)
         return [self._echo(subsystem, body, "success", "")]
 
+    def _cmd_ams_filament_setting(self, subsystem: str, body: Payload, now: float) -> list[Payload]:
+        """Accepted and echoed ``success`` like the firmware does (Bambuddy sends one to
+        learn whether Developer Mode is on); applied to the named tray when it holds a spool
+        (an AMS slot of a fitted unit, or the external spool)."""
+        tray = setting_target(body)
+        if tray is not None and tray in self.trays:
+            setting = self.trays[tray].updated(body)
+            self.trays[tray] = setting
+            if tray != EXTERNAL_SPOOL and self.ams is not None:
+                self.ams[tray] = setting.tray_type
+        return [self._echo(subsystem, body, "success", "")]
+
     # ----- internals --------------------------------------------------------------------
 
     def _echo(self, subsystem: str, body: Payload, result: str, reason: str) -> Payload:
@@ -631,6 +832,8 @@ class SimPrinter:
     def _enter_prepare(self, now: float) -> None:
         assert self.job is not None
         self.job.prepare_started = now
+        if self.job.violation is not None:
+            self._record_violation(self.job.violation, self.job.subtask_name)
         self.state = GcodeState.PREPARE
         self.print_error = 0
         self.hms = [h for h in self.hms if h == HMS_VERIFY_FAILED]
@@ -647,6 +850,23 @@ class SimPrinter:
             else self.job.spec.file_name
         )
 
+    def _record_violation(self, category: ViolationCategory, subtask_name: str) -> None:
+        reason = {
+            ViolationCategory.PRINT_ON_PART: "printed onto a plate with a part",
+            ViolationCategory.PRINT_WITHOUT_PLATE: "printed with no plate on the bed",
+        }[category]
+        self.violations += 1
+        when = datetime.datetime.fromtimestamp(self.wall_clock(), datetime.UTC)
+        self.violation_log.append(
+            {
+                "time": when.isoformat(),
+                "printer_id": self.printer_id,
+                "category": category.value,
+                "reason": reason,
+                "subtask_name": subtask_name,
+            }
+        )
+
     def _advance(self, now: float, dt: float) -> None:
         self._move_temps(dt)
         job = self.job
@@ -654,11 +874,19 @@ class SimPrinter:
             return
         if self.state is GcodeState.PREPARE:
             elapsed = now - job.prepare_started
-            frac = 1.0 if self.timing.prepare_s <= 0 else min(1.0, elapsed / self.timing.prepare_s)
-            self.prepare_percent = int(frac * 100)
+            total = self.timing.prepare_s
+            frac = 1.0 if total <= 0 else min(1.0, elapsed / total)
+            # The file is read in the first half of PREPARE (gcode_file_prepare_percent
+            # 0 -> 100); heating and levelling take the rest. 100 is reported while still
+            # in PREPARE, never first in the report that says RUNNING.
+            percent = 100 if total <= 0 else min(100, int(elapsed / (total / 2) * 100))
+            reached_full = percent == 100 and self.prepare_percent < 100
+            self.prepare_percent = percent
+            if reached_full:
+                self._report_now = True
             stages = (2, 13, 1, 8)
             self.stg_cur = stages[min(len(stages) - 1, int(frac * len(stages)))]
-            if frac >= 1.0:
+            if frac >= 1.0 and not reached_full:
                 self.state = GcodeState.RUNNING
                 self.stg_cur = 0
                 self.layer = 1 if self.total_layers else 0
@@ -711,12 +939,15 @@ class SimPrinter:
         )
         return self.timing.report_interval_s if active else self.timing.idle_report_interval_s
 
-    def _periodic_report(self, now: float) -> Payload | None:
+    def _periodic_report(self, now: float, *, jitter: bool = True) -> Payload | None:
+        """The next report (None while the stream is off); ``jitter``: the Wi-Fi signal
+        drifts (timer reports; a push for a command carries only what the command changed)."""
         self._report_now = False
         self._next_report = now + self._interval()
         if self.faults.silent or not self.stream_on:
             return None
-        self._wifi = max(-70, min(-35, self._wifi + self._rng.choice((-1, 0, 1))))
+        if jitter:
+            self._wifi = max(-70, min(-35, self._wifi + self._rng.choice((-1, 0, 1))))
         fields = self._fields()
         if self.profile.full_reports:
             self._published = copy.deepcopy(fields)
@@ -732,9 +963,12 @@ class SimPrinter:
         return {"print": body}
 
     def _fields(self) -> Payload:
+        """Every field of a full report (the key set of public P1P/A1/X1C pushall captures,
+        ha-bambulab ``pybambu/tests/*.json``); deltas carry the ones that changed."""
         t = self.temps
-        job = self.job
+        job = self.job if self._pending_start is None else None  # not acked: nothing shows
         running = self.state in (GcodeState.PREPARE, GcodeState.RUNNING, GcodeState.PAUSE)
+        cooling = "15" if running else "0"
         return {
             "gcode_state": self.state.value,
             "print_type": "local" if job else "idle",
@@ -763,9 +997,10 @@ class SimPrinter:
             "spd_mag": SPEED_MAGNITUDE[self.spd_lvl],
             "print_error": self.print_error,
             "hms": [dict(h) for h in self.hms],
-            "cooling_fan_speed": "15" if running else "0",
+            "cooling_fan_speed": cooling,
             "big_fan1_speed": "0",
             "big_fan2_speed": "0",
+            "fan_gear": fan_gear(cooling, "0", "0"),
             "heatbreak_fan_speed": "15" if t.nozzle > 50 else "0",
             "wifi_signal": f"{self._wifi}dBm",
             "sdcard": True,
@@ -773,9 +1008,47 @@ class SimPrinter:
             "hw_switch_state": 1 if running and self._extruding() else 0,
             "lights_report": [{"node": n, "mode": m} for n, m in sorted(self.lights.items())],
             "ams": self._ams_fields(running),
-            "vt_tray": {"id": "254", "tray_type": "PLA", "tray_color": "FFFFFFFF"},
-            "upgrade_state": {"new_version_state": 2},
-            "ipcam": {"timelapse": "disable"},
+            "ams_status": 0,
+            "ams_rfid_status": 0,
+            "vt_tray": self.trays[EXTERNAL_SPOOL].payload(str(EXTERNAL_SPOOL), remain=0),
+            "nozzle_diameter": "0.4",
+            "nozzle_type": self.profile.nozzle_type,
+            "k": "0.0200",
+            "lifecycle": "product",
+            "mess_production_state": "active",
+            "force_upgrade": False,
+            "queue_number": 0,
+            "queue_total": 0,
+            "queue_est": 0,
+            "queue_sts": 0,
+            "mc_print_line_number": "0",
+            "s_obj": [],
+            "filam_bak": [],
+            "net": {"conf": 0, "info": [{"ip": ipv4_le(self.ip_address), "mask": 16777215}]},
+            "online": {"ahb": False, "rfid": False, "version": zlib.crc32(self.serial.encode())},
+            "upload": {"status": "idle", "progress": 0, "message": ""},
+            "upgrade_state": {
+                "sequence_id": 0,
+                "progress": "",
+                "status": "IDLE",
+                "consistency_request": False,
+                "dis_state": 0,
+                "err_code": 0,
+                "force_upgrade": False,
+                "message": "0%, 0B/s",
+                "module": "",
+                "new_version_state": 2,
+                "cur_state_code": 0,
+                "new_ver_list": [],
+            },
+            "ipcam": {
+                "ipcam_dev": "1",
+                "ipcam_record": "disable",
+                "timelapse": "disable",
+                "resolution": "1080p",
+                "tutk_server": "disable",
+                "mode_bits": 3,
+            },
             "xcam": {"first_layer_inspector": False, "spaghetti_detector": False},
         }
 
@@ -788,8 +1061,14 @@ class SimPrinter:
             units: list[Payload] = []
             exist_bits = "0"
         else:
+            # A loaded slot carries the whole tray object (plus the colour list of newer
+            # firmware), an empty one only its id (protocol doc 4.7).
             trays: list[Payload] = [
-                {"id": str(i), "tray_type": kind, "tray_color": "000000FF", "remain": 80}
+                {
+                    **self.trays[i].payload(str(i), remain=80),
+                    "ctype": 0,
+                    "cols": [self.trays[i].tray_color],
+                }
                 if kind
                 else {"id": str(i)}
                 for i, kind in enumerate(self.ams)
@@ -800,9 +1079,15 @@ class SimPrinter:
             "ams": units,
             "ams_exist_bits": "1" if self.ams is not None else "0",
             "tray_exist_bits": exist_bits,
+            "tray_is_bbl_bits": "0",
             "tray_now": fed,
             "tray_tar": fed,
             "tray_pre": "255",
+            "tray_read_done_bits": exist_bits,
+            "tray_reading_bits": "0",
+            "version": 1,
+            "insert_flag": True,
+            "power_on_flag": False,
         }
 
 
@@ -831,5 +1116,6 @@ _HANDLERS: Final[dict[tuple[str, str], _Handler]] = {
     ("print", "gcode_line"): SimPrinter._cmd_gcode_line,
     ("print", "print_speed"): SimPrinter._cmd_print_speed,
     ("print", "clean_print_error"): SimPrinter._cmd_clean_print_error,
+    ("print", "ams_filament_setting"): SimPrinter._cmd_ams_filament_setting,
     ("system", "ledctrl"): SimPrinter._cmd_ledctrl,
 }
