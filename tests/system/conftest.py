@@ -553,6 +553,14 @@ class Farm:
         world = self.world()
         return int(world["violations"]), list(world.get("violation_log") or [])
 
+    def printer_violations(self) -> tuple[int, list[dict[str, Any]]]:
+        """How many physically damaging prints the printer simulator recorded (a print onto a
+        part, or on a bare bed, by a model that cannot see its bed), and the latest ones."""
+        reply = self.sim.get("/violations")
+        assert reply.status_code == 200, reply.text
+        found = reply.json()
+        return int(found["violations"]), list(found.get("violation_log") or [])
+
     def world(self) -> dict[str, Any]:
         reply = self.robot.get("/world")
         assert reply.status_code == 200, reply.text
@@ -782,42 +790,57 @@ def _wait_started(farm: Farm) -> None:
 
 FarmFactory = Callable[..., Farm]
 
-# The robot simulator is the safety oracle of every system test: a job it refuses as damaging
-# (a door opened on a printing printer, a take from an empty printer...) fails the test that
-# caused it, unless the test says it provokes one (``@pytest.mark.robot_violations(n)``).
+# The simulators are the safety oracles of every system test: a job the robot simulator refuses
+# as damaging (a door opened on a printing printer, a take from an empty printer...) or a print
+# the printer simulator records as damaging (onto a plate with a part, on a bare bed) fails the
+# test that caused it, unless the test says it provokes it
+# (``@pytest.mark.robot_violations(n)``, ``@pytest.mark.printer_violations(n)``).
+Violations = dict[str, tuple[int, list[dict[str, Any]]] | None]
 _LIVE_FARMS: dict[int, Farm] = {}
-_STOPPED_FARMS: dict[int, tuple[int, list[dict[str, Any]]] | None] = {}
+_STOPPED_FARMS: dict[int, Violations] = {}
+_ORACLES = {
+    "robot_violations": Farm.robot_violations,
+    "printer_violations": Farm.printer_violations,
+}
 
 
-def _violations_now(farm: Farm) -> tuple[int, list[dict[str, Any]]] | None:
-    try:
-        return farm.robot_violations()
-    except (AssertionError, httpx.HTTPError, KeyError, ValueError):
-        return None  # the robot simulator does not answer: the test fails on its own
+def _violations_now(farm: Farm) -> Violations:
+    seen: Violations = {}
+    for name, read in _ORACLES.items():
+        try:
+            seen[name] = read(farm)
+        except (AssertionError, httpx.HTTPError, KeyError, ValueError):
+            seen[name] = None  # the simulator does not answer: the test fails on its own
+    return seen
 
 
 @pytest.fixture(autouse=True)
-def robot_safety_oracle(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fails a test during which the robot simulator counted a violation."""
+def physical_safety_oracles(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test during which a simulator counted a violation it did not expect."""
     baseline = {key: _violations_now(farm) for key, farm in _LIVE_FARMS.items()}
     _STOPPED_FARMS.clear()
     yield
-    marker = request.node.get_closest_marker("robot_violations")
-    allowed = int(marker.args[0]) if marker else 0
     seen = {key: _violations_now(farm) for key, farm in _LIVE_FARMS.items()}
     seen.update(_STOPPED_FARMS)
-    found: list[dict[str, Any]] = []
-    for key, now in seen.items():
-        if now is None:
-            continue
-        before = baseline.get(key)
-        new = now[0] - (before[0] if before else 0)
-        if new > 0:
-            found += now[1][-new:] or [{"reason": f"{new} violation(s), no log"}]
-    assert len(found) == allowed, (
-        f"the robot simulator counted {len(found)} violation(s) during this test, "
-        f"{allowed} expected: {json.dumps(found, default=str)}"
-    )
+    problems = []
+    for name in _ORACLES:
+        marker = request.node.get_closest_marker(name)
+        allowed = int(marker.args[0]) if marker else 0
+        found: list[dict[str, Any]] = []
+        for key, now_all in seen.items():
+            now = now_all.get(name)
+            if now is None:
+                continue
+            before = baseline.get(key, {}).get(name)
+            new = now[0] - (before[0] if before else 0)
+            if new > 0:
+                found += now[1][-new:] or [{"reason": f"{new} violation(s), no log"}]
+        if len(found) != allowed:
+            problems.append(
+                f"{name}: {len(found)} during this test, {allowed} expected: "
+                f"{json.dumps(found, default=str)}"
+            )
+    assert not problems, "a simulator counted physical violations: " + "; ".join(problems)
 
 
 @pytest.fixture

@@ -100,6 +100,9 @@ def test_every_plate_swap_is_done_once(run: Run) -> None:
 def test_no_simulator_refused_anything(run: Run) -> None:
     assert run.farm.ledger(event="refused") == []
     assert run.farm.ledger(event="failed") == []
+    # nothing printed onto a part or a bare bed (P1S printers cannot see their bed)
+    assert run.farm.printer_violations() == (0, [])
+    assert run.farm.robot_violations() == (0, [])
     for printer_id in PRINTERS:
         sim = run.farm.sim_printer(printer_id)
         assert sim["print_error"] not in (FOREIGN_OBJECTS, BUSY), sim
