@@ -200,6 +200,23 @@ def test_only_clean_unreserved_plates_of_the_type_are_candidates() -> None:
     assert plate_candidates(plates, P14, BedType.COOL_PLATE, RACK_ROWS) == []
 
 
+def test_plates_whose_home_is_not_in_the_layout_are_never_candidates() -> None:
+    """A plate added with a home the farm does not have (rack Z, slot 21 of a 20-slot rack,
+    slot 0) would send the arm to a slot that is not there: it is skipped, however near."""
+    rack_slots = {"A": 20, "B": 20}
+    plates = [
+        plate(901, "Z", 4),  # no rack Z
+        plate(902, "A", 21),  # rack A has slots 1..20
+        plate(903, "A", 0),
+        plate(821, "B", 4),  # the only plate the robot may fetch
+    ]
+    chosen = plate_candidates(plates, P14, BedType.TEXTURED_PEI, RACK_ROWS, rack_slots)
+    assert [p.bed_id for p in chosen] == [821]
+    # without slot counts, an unknown rack is still refused
+    without_slots = plate_candidates(plates, P14, BedType.TEXTURED_PEI, RACK_ROWS)
+    assert [p.bed_id for p in without_slots] == [903, 902, 821]
+
+
 def job(job_id: str, bed_type: BedType, **kw: object) -> JobDoc:
     return JobDoc.model_validate({"_id": job_id, "file": "f.gcode.3mf", "bed_type": bed_type, **kw})
 

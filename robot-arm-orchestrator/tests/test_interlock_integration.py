@@ -298,8 +298,10 @@ def test_without_job_ids_a_hand_published_available_ends_the_job_in_flight(
     sim = robot_sim_factory(echo=False, take_s=3.0)
     orch = orchestrator_factory(echo=False).start()
     publisher.publish(READY_QUEUE, b"14", message_id="print-14-1")
-    wait_until("the arm busy", lambda: sim.world["busy"])
-    time.sleep(0.3)  # the arm's busy reached the orchestrator
+    wait_until(
+        "the arm's busy seen by the orchestrator",
+        lambda: orch.api("GET", "/dispatch").json()["robot_status"] == "busy",
+    )
     sim.operator_available()  # the bare {"status": "available"} an operator publishes
     replace = wait_until("the replace held", lambda: held(orch))[0]
     assert replace["kind"] == "replace"

@@ -218,3 +218,33 @@ def test_a_malformed_multipart_body_is_400(client: TestClient, spools: _Spools) 
     assert response.status_code == 400
     assert response.json()["detail"].startswith("malformed multipart body: ")
     assert all(spool.closed for spool in spools.files)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda body: body[: -len(f"--{BOUNDARY}--\r\n")], id="no-closing-boundary"),
+        pytest.param(lambda body: body[:-5], id="closing-boundary-cut"),
+        pytest.param(lambda body: body[: len(body) // 2], id="cut-inside-the-file"),
+    ],
+)
+def test_a_body_without_its_closing_boundary_is_400(
+    client: TestClient, store: Path, spools: _Spools, cut: Any
+) -> None:
+    """A cut-off upload (client gone, proxy timeout) is never stored as if it were whole."""
+    body = _body(_part("file", b"G28\n" * 200, "part.gcode"))
+    response = _post(client, cut(body))
+    assert response.status_code == 400, response.text
+    assert "closing boundary" in response.json()["detail"]
+    assert not (store / "part.gcode").exists()
+    assert all(spool.closed for spool in spools.files)
+
+
+def test_an_empty_file_is_422_with_the_reason(
+    client: TestClient, store: Path, spools: _Spools
+) -> None:
+    response = _post(client, _body(_part("file", b"", "empty.gcode")))
+    assert response.status_code == 422
+    assert response.json() == {"detail": "the file 'empty.gcode' is empty (0 bytes)"}
+    assert not (store / "empty.gcode").exists()
+    assert all(spool.closed for spool in spools.files)

@@ -15,12 +15,14 @@ from pantheon_api.adapters.sftp_store import SftpConfig, SftpGcodeStore
 from pantheon_api.adapters.store import FarmStore
 from pantheon_api.adapters.upstream import Upstream
 from pantheon_api.api.app import create_app
-from pantheon_api.api.deps import Context, LoginThrottle
+from pantheon_api.api.deps import Context
+from pantheon_api.domain.login import LoginBackoff
 from pantheon_api.domain.metadata import ArchiveLimits
 from pantheon_api.settings import Settings
 from pantheon_common.amqp import AmqpPublisher
 from pantheon_common.auth import Authenticator
 from pantheon_common.errors import ConfigurationError
+from pantheon_common.farm import load_layout, printer_service_url
 from pantheon_common.gcode_store import GcodeStore, LocalGcodeStore
 from pantheon_common.http import run_blocking_check
 from pantheon_common.mongo import Document, mongo_client
@@ -73,6 +75,8 @@ def build(
 ) -> Runtime:
     """Build (not start) the API from settings; raises ConfigurationError."""
     authenticator = Authenticator.from_settings(settings)
+    layout = load_layout(settings.farm_layout)
+    printer_service_url(settings.printer_service_url_template, 1)  # a bad template fails now
     mongo = mongo_client(settings.mongo_url, app_name="pantheon-api")
     store = FarmStore(mongo[settings.mongo_db])
     try:
@@ -110,7 +114,8 @@ def build(
         ),
         dev_mode=settings.dev_mode,
         events_poll_s=settings.events_poll_s,
-        throttle=LoginThrottle(max_failures=settings.login_max_failures),
+        throttle=LoginBackoff(settings.login_max_failures),
+        layout=layout,
     )
     app = create_app(ctx, checks={"mongodb": run_blocking_check(store.ping)})
     return Runtime(app=app, context=ctx, mongo=mongo, http=http, publisher=publisher)

@@ -73,5 +73,7 @@ class Settings(AuthSettings, MongoSettings, AmqpSettings, GcodeStoreSettings, Fa
     # -- live updates and login -------------------------------------------------------------
     events_poll_s: float = Field(default=1.0, gt=0, le=60, description="SSE MongoDB poll period")
     login_max_failures: int = Field(
-        default=10, ge=1, description="failed logins per username+client per minute before 429"
+        default=10,
+        ge=1,
+        description="failed logins from one client address before it backs off (429)",
     )

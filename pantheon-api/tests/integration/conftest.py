@@ -20,6 +20,7 @@ from pantheon_common.gcode_store import GcodeStore, LocalGcodeStore
 from pantheon_contracts.names import Collections
 from pantheon_devtools.pytest_plugin import MongoTestDb
 
+ROOT = Path(__file__).resolve().parents[3]
 SECRET_KEY = "k" * 16 + "-test-signing-key-0123456789abcdef"
 SERVICE_TOKEN = "service-token-for-pantheon-api-tests"
 PASSWORD = "correct horse battery staple"
@@ -73,6 +74,7 @@ def make_settings(mongo_db: MongoTestDb, **overrides: Any) -> Settings:
         "pantheon_secret_key": SECRET_KEY,
         "service_token": SERVICE_TOKEN,
         "amqp_url": "amqp://127.0.0.1:5672/%2F",
+        "farm_layout": ROOT / "farm.yaml",
         "printer_service_url_template": "http://printer-{printer_id}.test",
         "orchestrator_url": "http://orchestrator.test",
         "utilization_url": "http://utilization.test",

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 
 from pantheon_api.api.app import DOC_PATHS, PUBLIC_PATHS
 from pantheon_common.auth import Role, create_access_token
 
-from .conftest import SECRET_KEY, Api
+from .conftest import PASSWORD, SECRET_KEY, Api
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -176,6 +177,29 @@ def test_login_is_rate_limited(api_factory: object) -> None:
     r = api.client.post("/api/auth/token", data={"username": "admin-user", "password": "wrong-pw"})
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_failed_logins_slow_down_their_address_not_the_account(api: Api) -> None:
+    """Regression: 10 wrong passwords from a shared address locked the real admin out for
+    60 s. Now 10+ failures from address A (across usernames) make A wait; the admin's correct
+    password from address B works at once; A gets 429 with Retry-After, even with it."""
+    a = TestClient(api.runtime.app, client=("203.0.113.7", 40000))
+    b = TestClient(api.runtime.app, client=("198.51.100.2", 40000))
+    for i in range(10):
+        r = a.post(
+            "/api/auth/token",
+            data={"username": "admin-user" if i % 2 else f"guess{i}", "password": "wrong-pw"},
+        )
+        assert r.status_code == 401, (i, r.text)
+    r = a.post("/api/auth/token", data={"username": "admin-user", "password": "wrong-pw"})
+    assert r.status_code == 429
+    assert int(r.headers["Retry-After"]) >= 1
+    assert "from this address" in r.json()["detail"]
+    r = a.post("/api/auth/token", data={"username": "admin-user", "password": PASSWORD})
+    assert r.status_code == 429  # A waits, whatever it sends
+    r = b.post("/api/auth/token", data={"username": "admin-user", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert r.json()["role"] == "admin"
 
 
 PASSWORD_OK = "a long enough passphrase"

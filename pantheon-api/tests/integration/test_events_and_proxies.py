@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import threading
+import time
 from datetime import UTC, datetime
 
+import httpx
+import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from pantheon_api.runtime import build
 from pantheon_common.auth import Role
+from pantheon_common.log import configure_logging
 from pantheon_devtools.pytest_plugin import MongoTestDb
 
 from .conftest import Api, make_settings
@@ -47,6 +54,47 @@ def test_event_stream_reports_changes_after_connecting(api: Api) -> None:
 def test_event_stream_needs_credentials(api: Api) -> None:
     assert api.client.get("/api/events?duration_s=1").status_code == 401
     assert api.client.get("/api/events?duration_s=1&access_token=x").status_code == 401
+
+
+def test_the_access_log_never_shows_the_events_token(
+    api: Api, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: ``GET /api/events?access_token=<JWT>`` (EventSource cannot send headers) was
+    written in full to pantheon-api's log. Real uvicorn, logging configured as ``main()`` does."""
+    token = api.tokens[Role.VIEWER]
+    # as in a fresh process: an earlier test's uvicorn may have configured its own loggers
+    loggers = [logging.getLogger(n) for n in ("", "uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers[1:]:
+        lg.handlers[:], lg.propagate = [], True
+        lg.setLevel(logging.NOTSET)
+    configure_logging("pantheon-api", "INFO", "text")
+    server = uvicorn.Server(
+        uvicorn.Config(api.runtime.app, host="127.0.0.1", port=0, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/api/events?duration_s=1&access_token={token}"
+        with httpx.stream("GET", url, timeout=10) as response:
+            assert response.status_code == 200
+            assert any(line.startswith("event: ready") for line in response.iter_lines())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        for lg, handlers, level, propagate in saved:
+            lg.handlers[:], lg.propagate = handlers, propagate
+            lg.setLevel(level)
+    logged = capfd.readouterr().err
+    access = [line for line in logged.splitlines() if "GET /api/events" in line]
+    assert access, logged
+    assert "access_token=[REDACTED]" in access[0]
+    assert token not in logged
 
 
 def test_printer_control_is_forwarded_with_the_service_token(api: Api) -> None:

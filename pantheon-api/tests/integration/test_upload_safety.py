@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import select
 import socket
+import stat
 import threading
 import time
 import zipfile
@@ -237,3 +238,63 @@ def test_octoprint_upload_and_print(api: Api) -> None:
     assert [(j["file"], j["target"]["model"], j["bed_type"]) for j in jobs] == [
         ("part.gcode", "X1C", "engineering")
     ]
+
+
+# -- empty files, special ZIP entries, cut-off bodies ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["empty.gcode", "empty.bgcode", "empty.gcode.3mf"])
+def test_an_empty_file_is_422_and_not_stored(api: Api, name: str) -> None:
+    status, detail = _upload(api, name, b"")
+    assert status == 422
+    assert "empty (0 bytes)" in detail
+    assert _tree(api.store_dir) == []
+    assert api.client.get("/api/files", headers=api.headers(Role.VIEWER)).json() == []
+
+
+def _package_with(kind: int, name: str, content: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Metadata/slice_info.config", "<config/>")
+        zf.writestr("Metadata/plate_1.json", '{"bed_type": "textured_plate"}')
+        info = zipfile.ZipInfo(name)
+        info.create_system = 3  # made on Unix: the high 16 bits of external_attr are st_mode
+        info.external_attr = (kind | 0o777) << 16
+        zf.writestr(info, content)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "content", "what"),
+    [
+        (stat.S_IFLNK, "Metadata/plate_1.gcode", b"/etc/shadow", "a symbolic link"),
+        (stat.S_IFLNK, "Metadata/plate_2.gcode", b"../../../../root/.ssh/id_rsa", "symbolic"),
+        (stat.S_IFIFO, "Metadata/plate_1.gcode", b"", "a FIFO"),
+        (stat.S_IFCHR, "Metadata/plate_1.gcode", b"", "a character device"),
+        (stat.S_IFLNK, "Metadata/top_1.png", b"/etc/passwd", "a symbolic link"),
+    ],
+)
+def test_a_package_with_a_symlink_or_special_entry_is_422(
+    fenced: tuple[Api, Path], kind: int, name: str, content: bytes, what: str
+) -> None:
+    api, outer = fenced
+    status, detail = _upload(api, "part.gcode.3mf", _package_with(kind, name, content))
+    assert status == 422
+    assert what in detail
+    assert name in detail
+    assert _tree(outer) == ["store"]
+
+
+def test_a_multipart_body_without_its_closing_boundary_is_400(api: Api) -> None:
+    body = (
+        b'--abc\r\nContent-Disposition: form-data; name="file"; filename="cut.gcode"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + b"G1 X1 Y1\n" * 1000
+    )  # the client died before "\r\n--abc--\r\n"
+    r = api.client.post(
+        "/api/files",
+        content=body,
+        headers={**api.headers(Role.OPERATOR), "Content-Type": "multipart/form-data; boundary=abc"},
+    )
+    assert r.status_code == 400
+    assert "closing boundary" in r.json()["detail"]
+    assert _tree(api.store_dir) == []

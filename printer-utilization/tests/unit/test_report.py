@@ -1,12 +1,18 @@
 """Report arithmetic: buckets, splitting, uncovered time as offline, farm sums."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from printer_utilization.domain.report import (
+    EARLIEST,
     Grouping,
+    RangeRefused,
     Usage,
+    bucket_count,
     build_report,
     day_spans,
     finalize,
@@ -111,3 +117,86 @@ def test_whole_days_inside_a_range() -> None:
     lo = D + timedelta(hours=6)
     assert whole_days(lo, D + day + timedelta(hours=5)) == (lo, lo)
     assert whole_days(D, D + timedelta(hours=5)) == (D, D)
+
+
+# -- exact bucket edges (no float seconds) ---------------------------------------------------
+
+# Any instant the API accepts: EARLIEST (year 1000) to the end of year 9999, to the microsecond.
+instants = st.datetimes(
+    min_value=EARLIEST.replace(tzinfo=None),
+    max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999),
+    timezones=st.just(UTC),
+)
+MAX_BUCKETS = 20_000  # api.app.MAX_BUCKETS: larger reports are refused before buckets are cut
+
+
+LONGEST = {  # longest span per grouping within MAX_BUCKETS (none: the whole calendar)
+    Grouping.NONE: datetime.max - datetime.min,
+    Grouping.DAY: timedelta(days=MAX_BUCKETS - 1),
+    Grouping.WEEK: timedelta(weeks=MAX_BUCKETS - 1),
+}
+spans = {
+    grouping: st.one_of(
+        st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=3)),
+        st.timedeltas(min_value=timedelta(microseconds=1), max_value=longest),
+    )
+    for grouping, longest in LONGEST.items()
+}
+
+
+@given(start=instants, grouping=st.sampled_from(Grouping), data=st.data())
+@settings(max_examples=500, deadline=None, derandomize=True)
+def test_buckets_tile_any_range_exactly(
+    start: datetime, grouping: Grouping, data: st.DataObject
+) -> None:
+    latest = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    end = start + min(data.draw(spans[grouping], label="span"), latest - start)
+    assume(start < end)
+    count = bucket_count(start, end, grouping)
+    assert count <= MAX_BUCKETS
+    buckets = make_buckets(start, end, grouping)
+    items = buckets.items
+    assert len(items) == count
+    assert items[0].start == start
+    assert items[-1].end == end
+    for before, after in itertools.pairwise(items):
+        assert before.end == after.start  # contiguous: no gap, no overlap
+    for k, bucket in enumerate(items):
+        assert bucket.start < bucket.end
+        assert buckets.index(bucket.start) == k
+        assert buckets.index(bucket.end - timedelta(microseconds=1)) == k
+        if grouping is not Grouping.NONE and bucket.start != start:
+            assert bucket.start.time() == datetime.min.time()  # a UTC midnight
+            if grouping is Grouping.WEEK:
+                assert bucket.start.weekday() == 0
+    assert sum((x.end - x.start for x in items), timedelta(0)) == end - start
+    if grouping is Grouping.NONE:
+        assert count == 1
+    else:
+        assert buckets.whole_day_steps
+
+
+def test_a_range_of_centuries_is_one_bucket_whatever_its_microseconds() -> None:
+    """Regression: over ~1000 years, float seconds lost the microseconds of 'now', so the one
+    bucket of group=none ended short of the range and a second one appeared (HTTP 500)."""
+    start = datetime(1027, 3, 17, 22, 1, 49, tzinfo=UTC)
+    for micro in range(0, 1_000_000, 7_919):
+        end = datetime(2026, 12, 5, 12, 34, 56, micro, tzinfo=UTC)
+        buckets = make_buckets(start, end, Grouping.NONE)
+        assert [(b.start, b.end) for b in buckets.items] == [(start, end)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "reason"),
+    [
+        (D, D, "end after it starts"),
+        (D, D - timedelta(microseconds=1), "end after it starts"),
+        (datetime(897, 3, 17, 22, 1, 49, tzinfo=UTC), D, "cannot start before 1000-01-01"),
+        (D.replace(tzinfo=None), D + timedelta(days=1), "aware"),
+    ],
+)
+def test_ranges_that_cannot_be_cut_are_refused_with_a_reason(
+    start: datetime, end: datetime, reason: str
+) -> None:
+    with pytest.raises(RangeRefused, match=reason):
+        make_buckets(start, end, Grouping.DAY)

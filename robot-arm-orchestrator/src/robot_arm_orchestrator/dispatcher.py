@@ -142,6 +142,7 @@ class Dispatcher:
             echo=settings.robot_echoes_job_id, confirm_s=settings.robot_confirm_s
         )
         self._rack_rows = {r.id: r.row for r in layout.racks}
+        self._rack_slots = {r.id: r.slots for r in layout.racks}
         self._nudged = threading.Event()
         self._stop = threading.Event()
         self._stop_at: float | None = None
@@ -395,7 +396,7 @@ class Dispatcher:
         jobs = self._store.next_queued_jobs(printer_id, place.model)
         bed_type: BedType = bed_type_for_next_job(jobs, place)
         candidates = plate_candidates(
-            self._store.clean_plates(bed_type), place, bed_type, self._rack_rows
+            self._store.clean_plates(bed_type), place, bed_type, self._rack_rows, self._rack_slots
         )
         for plate in candidates:
             if self._store.reserve_plate(plate.bed_id, task_id):

@@ -1,8 +1,38 @@
-"""The service's own errors; each carries the HTTP status and a reason the client can read."""
+"""The service's own errors; each carries the HTTP status and a reason the client can read.
+
+A reason may hold a server path (the engine names the file it could not read:
+``/var/lib/slicer/job-x1/input.step: ...``); what a client gets never does (`without_paths`:
+each absolute path becomes its last component, ``input.step``), the full reason goes to the log.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# An absolute path: a "/" that does not continue a word, a number, a URL ("://") or another
+# path, up to a character that ends a path in a message (space, quote, colon, bracket...).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~\\-])/[^\s'\"`,;:()<>\[\]{}|]+")
+
+
+def _last_component(match: re.Match[str]) -> str:
+    parts = [p for p in match.group(0).split("/") if p]
+    return parts[-1] if parts else "/"
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by its last component (a relative name)."""
+    return _ABSOLUTE_PATH.sub(_last_component, text)
+
+
+def _public(value: Any) -> Any:
+    if isinstance(value, str):
+        return without_paths(value)
+    if isinstance(value, list | tuple):
+        return [_public(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    return value
 
 
 class SlicerError(Exception):
@@ -15,6 +45,15 @@ class SlicerError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.details = details
+
+    @property
+    def public_reason(self) -> str:
+        """The reason as a client may see it (no server paths)."""
+        return without_paths(self.reason)
+
+    def public_json(self) -> dict[str, Any]:
+        """The JSON body answered to the client: ``error``, ``detail`` and the details."""
+        return {"error": self.code, "detail": self.public_reason, **_public(self.details)}
 
 
 class UploadTooLarge(SlicerError):

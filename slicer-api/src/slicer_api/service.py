@@ -45,6 +45,7 @@ from slicer_api.errors import (
     NotFound,
     SlicerError,
     UnsupportedFormat,
+    without_paths,
 )
 
 log = logging.getLogger(__name__)
@@ -442,7 +443,10 @@ class SlicerService:
                 self._queue.task_done()
 
     def _fail(self, job: Job, reason: str, code: str) -> None:
-        job.error = reason
+        public = without_paths(reason)
+        if public != reason:  # the client sees relative names; the log keeps the paths
+            log.info("slicing job %s failed (%s): %s", job.id, code, reason)
+        job.error = public
         job.error_code = code
         self._m_slices.labels("failed").inc()
         if job.result is None:

@@ -15,6 +15,10 @@ In a route::
         ...  # upload.filename, upload.file (at offset 0), upload.size, upload.fields
     finally:
         upload.close()
+
+Refused: not multipart (415), over the limit (413), a malformed body or one that ends before
+its closing boundary (400: a cut-off upload is never taken for a whole file), no file part or
+an empty file (422).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ async def receive_upload(request: Request, limit: int, file_field: str = "file")
         "size": 0,
         "field_bytes": 0,
         "body": 0,
+        "ended": False,  # the closing boundary was read
     }
     fields: dict[str, str] = {}
     buffers: dict[str, list[bytes]] = {}
@@ -135,6 +140,9 @@ async def receive_upload(request: Request, limit: int, file_field: str = "file")
             fields[state["name"]] = b"".join(buffers.pop(state["name"])).decode("utf-8", "replace")
         state["kind"] = None
 
+    def on_end() -> None:
+        state["ended"] = True
+
     parser = MultipartParser(
         boundary,
         {
@@ -145,6 +153,7 @@ async def receive_upload(request: Request, limit: int, file_field: str = "file")
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
     try:
@@ -163,9 +172,19 @@ async def receive_upload(request: Request, limit: int, file_field: str = "file")
     except BaseException:
         spool.close()
         raise
+    if not state["ended"]:
+        # A body cut off in transit (client died, proxy timeout) parses "fine" up to where it
+        # stops: without its closing boundary the file may be truncated anywhere.
+        spool.close()
+        raise UploadRefused(
+            400, "malformed multipart body: it ends before its closing boundary (truncated?)"
+        )
     if state["filename"] is None:
         spool.close()
         raise UploadRefused(422, f"no file in the multipart field {file_field!r}")
+    if state["size"] == 0:
+        spool.close()
+        raise UploadRefused(422, f"the file {state['filename']!r} is empty (0 bytes)")
     spool.flush()
     spool.seek(0)
     return ReceivedUpload(filename=state["filename"], file=spool, size=state["size"], fields=fields)

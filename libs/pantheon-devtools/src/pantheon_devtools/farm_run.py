@@ -78,13 +78,19 @@ class Supervisor:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Logs hold request lines, hosts and errors: readable by the farm's user only.
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.log_dir, 0o700)
         self._running: dict[str, _Running] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
     def _spawn(self, spec: ProcessSpec) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
-        log = (self.log_dir / f"{spec.name}.log").open("ab")
+        fd = os.open(
+            self.log_dir / f"{spec.name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        os.fchmod(fd, 0o600)  # a log file of an earlier run may have been created 0644
+        log = os.fdopen(fd, "ab")
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.argv}\n".encode())
         log.flush()
         proc = subprocess.Popen(

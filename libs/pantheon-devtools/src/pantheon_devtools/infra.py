@@ -1000,6 +1000,18 @@ def _mqtt_handshake(port: int, host: str = HOST, timeout: float = 1.0) -> bool:
     return reply[0] == 0x20 and reply[3] == 0
 
 
+def _private_log(path: Path) -> None:
+    """Create ``path`` (or keep it) readable and writable by its owner only (0600)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    except PermissionError as exc:  # another user's file: the server still starts
+        LOG.warning("cannot make %s private (0600): %s", path, exc)
+
+
 def mosquitto_paths(run_dir: Path) -> dict[str, Path]:
     """Files of the owned Mosquitto instance."""
     base = run_dir / "mosquitto"
@@ -1075,7 +1087,7 @@ def _ensure_mosquitto(run_dir: Path, ports: Ports, install: bool) -> int:
         _Apt.install("mosquitto", ["mosquitto", "mosquitto-clients"], install)
 
     paths["data"].mkdir(parents=True, exist_ok=True)
-    paths["log"].touch()
+    _private_log(paths["log"])
     for path in (paths["dir"], paths["data"], paths["log"]):
         _chown(path, "mosquitto")
     for existing in paths["data"].iterdir():
@@ -1176,6 +1188,8 @@ def _ensure_mongo(run_dir: Path, ports: Ports) -> str:
     with contextlib.suppress(FileNotFoundError):
         paths["pid"].unlink()
     started = time.monotonic()
+    _private_log(paths["log"])  # nx-27017 appends to it
+    _private_log(paths["out"])
     with open(paths["out"], "ab") as out:
         child = subprocess.Popen(
             [

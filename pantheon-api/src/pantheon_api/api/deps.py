@@ -10,11 +10,8 @@ browser's EventSource cannot set headers.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from argon2 import PasswordHasher
@@ -24,10 +21,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pantheon_api.adapters.store import FarmStore, utcnow
 from pantheon_api.adapters.upstream import Upstream
 from pantheon_api.domain.accounts import hash_api_key
+from pantheon_api.domain.farm import printer_service_address
+from pantheon_api.domain.login import LoginBackoff
 from pantheon_api.domain.metadata import ArchiveLimits
 from pantheon_common.auth import Authenticator, Principal, Role, TokenError, TokenExpired
 from pantheon_common.errors import StoreUnavailable
-from pantheon_common.farm import printer_service_url
+from pantheon_common.farm import FarmLayout
 from pantheon_common.gcode_store import GcodeStore
 from pantheon_contracts.names import Collections
 
@@ -39,39 +38,6 @@ __all__ = [
     "context",
     "require",
 ]
-
-
-@dataclass
-class LoginThrottle:
-    """Failed logins per key in a sliding minute (API2: rate-limit login)."""
-
-    max_failures: int
-    window_s: float = 60.0
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def retry_after(self, key: str) -> int:
-        """Seconds to wait before ``key`` may try again (0: now)."""
-        now = time.monotonic()
-        with self._lock:
-            window = self._failures.get(key)
-            if not window:
-                return 0
-            while window and window[0] <= now - self.window_s:
-                window.popleft()
-            if len(window) < self.max_failures:
-                return 0
-            return max(1, int(window[0] + self.window_s - now) + 1)
-
-    def failed(self, key: str) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:
-                self._failures.clear()  # bounded memory under a spray of usernames
-            self._failures.setdefault(key, deque()).append(time.monotonic())
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
 
 
 @dataclass
@@ -92,10 +58,14 @@ class Context:
     archive_limits: ArchiveLimits
     dev_mode: bool
     events_poll_s: float
-    throttle: LoginThrottle
+    throttle: LoginBackoff
+    layout: FarmLayout
+    """The farm layout (FARM_LAYOUT): the printers that have a printer-service, the racks."""
 
     def printer_url(self, printer_id: int) -> str:
-        return printer_service_url(self.printer_url_template, printer_id)
+        """The printer's printer-service URL; `UnknownPrinter` / `NoServiceAddress` (domain.farm)
+        when it has none, so an id never reaches the HTTP client unchecked."""
+        return printer_service_address(self.layout, self.printer_url_template, printer_id)
 
 
 def context(request: Request) -> Context:

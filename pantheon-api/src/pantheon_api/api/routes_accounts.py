@@ -44,7 +44,7 @@ def _user_out(doc: dict[str, Any]) -> UserOut:
     "/auth/token",
     response_model=TokenOut,
     tags=["auth"],
-    responses={429: {"description": "Too many failed logins"}},
+    responses={429: {"description": "Too many failed logins from this client address"}},
 )
 def login(
     request: Request,
@@ -52,13 +52,13 @@ def login(
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
 ) -> TokenOut:
-    """OAuth2 password flow: a JWT access token for ``username``/``password``."""
+    """OAuth2 password flow: a JWT access token for ``username``/``password``. Failed logins
+    slow down the client address they come from (429 with ``Retry-After``), never the account."""
     client = request.client.host if request.client else "?"
-    key = f"{username.lower()}|{client}"
-    if wait := ctx.throttle.retry_after(key):
+    if wait := ctx.throttle.retry_after(client):
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many failed logins; try again later",
+            f"too many failed logins from this address; try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
     user = ctx.store.get(Collections.USERS, username)
@@ -72,13 +72,13 @@ def login(
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None or user.get("disabled"):
-        ctx.throttle.failed(key)
+        ctx.throttle.failed(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    ctx.throttle.succeeded(key)
+    ctx.throttle.succeeded(client)
     if ctx.hasher.check_needs_rehash(stored):
         ctx.store.update(
             Collections.USERS,

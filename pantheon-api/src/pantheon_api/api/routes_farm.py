@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -32,15 +33,23 @@ from pantheon_api.api.schemas import (
     PrintFileIn,
 )
 from pantheon_api.domain.beds import BedRuleError, check_mark_clean, check_retire
+from pantheon_api.domain.farm import (
+    HomeSlotRefused,
+    NoServiceAddress,
+    UnknownPrinter,
+    check_home_slot,
+)
 from pantheon_common.gcode_store import InvalidGcodeName, validate_gcode_name
 from pantheon_contracts.beds import BedState, BedType
 from pantheon_contracts.names import Collections
 from pantheon_contracts.printer import PrinterModel, PrinterState
 from pantheon_contracts.store import OPEN_JOB_STATUSES
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", responses=ERRORS)
 
 UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such printer in MongoDB or in the farm layout (no printer-service)"},
     502: {"description": "The service failed or is unreachable"},
     504: {"description": "The service did not answer in time"},
 }
@@ -113,22 +122,34 @@ def get_printer(printer_id: PrinterIdPath, ctx: Ctx, _: Viewer) -> PrinterOut:
 )
 async def printer_live_status(printer_id: PrinterIdPath, ctx: Ctx, _: Viewer) -> Any:
     """The printer-service's own ``GET /status`` (fresher than MongoDB, with link details)."""
-    await _exists(ctx, printer_id)
-    reply = await ctx.printer_service.call("GET", "/status", base_url=ctx.printer_url(printer_id))
+    url = await _service_url(ctx, printer_id)
+    reply = await ctx.printer_service.call("GET", "/status", base_url=url)
     return reply.body if isinstance(reply.body, dict) else {}
 
 
-async def _exists(ctx: Ctx, printer_id: int) -> None:
+async def _service_url(ctx: Ctx, printer_id: int) -> str:
+    """The printer's printer-service URL, checked before any call: 404 for a printer that is
+    not in the layout (it has no printer-service) or not in MongoDB, 502 when its address
+    cannot be built (e.g. a port past 65535 from PRINTER_SERVICE_URL_TEMPLATE)."""
+    no_address: NoServiceAddress | None = None
+    try:
+        url = ctx.printer_url(printer_id)
+    except UnknownPrinter as err:
+        raise HTTPException(404, str(err)) from err
+    except NoServiceAddress as err:
+        no_address = err
     await run_in_threadpool(_printer, ctx, printer_id)
+    if no_address is not None:
+        log.warning("%s", no_address)
+        raise HTTPException(502, str(no_address)) from no_address
+    return url
 
 
 async def _command(
     ctx: Ctx, printer_id: PrinterIdPath, command: str, body: dict[str, Any] | None = None
 ) -> CommandOut:
-    await _exists(ctx, printer_id)
-    reply = await ctx.printer_service.call(
-        "POST", f"/{command}", json=body, base_url=ctx.printer_url(printer_id)
-    )
+    url = await _service_url(ctx, printer_id)
+    reply = await ctx.printer_service.call("POST", f"/{command}", json=body, base_url=url)
     result = reply.body if isinstance(reply.body, dict) else {}
     return CommandOut(printer_id=printer_id, command=command, result=result)
 
@@ -195,7 +216,8 @@ def create_printer(body: PrinterCreate, ctx: Ctx, _: Admin) -> PrinterOut:
         "ftps_port": body.ftps_port,
         "default_bed_type": body.default_bed_type.value,
         "location": location if isinstance(location, dict) else location.model_dump(),
-        "in_layout": True,
+        # Only a printer of the farm layout has a printer-service (until farm.yaml lists it).
+        "in_layout": body.id in ctx.layout.printer_ids,
         "state": PrinterState.UNKNOWN.value,
         "online": False,
         "bed": None,
@@ -295,19 +317,36 @@ def get_bed(bed_id: BedIdPath, ctx: Ctx, _: Viewer) -> BedOut:
     return _bed_out(_bed(ctx, bed_id))
 
 
-def _slot_taken(ctx: Ctx, rack: str, slot: int, bed_id: int) -> bool:
-    return bool(
-        ctx.store.count(
-            Collections.BEDS, {"home.rack": rack, "home.slot": slot, "_id": {"$ne": bed_id}}
+def _check_home(ctx: Ctx, bed_id: int, rack: str, slot: int) -> None:
+    """422 unless ``rack``/``slot`` is a slot of the layout that is no other plate's home."""
+    taken_by = [
+        int(doc["_id"])
+        for doc in ctx.store.find(
+            Collections.BEDS,
+            {"home.rack": rack, "home.slot": slot, "_id": {"$ne": bed_id}},
+            projection={"_id": 1},
         )
-    )
+    ]
+    try:
+        check_home_slot(ctx.layout, bed_id, rack, slot, taken_by)
+    except HomeSlotRefused as err:
+        raise _unprocessable(str(err)) from err
 
 
-@router.post("/beds", response_model=BedOut, status_code=201, tags=["beds"])
+@router.post(
+    "/beds",
+    response_model=BedOut,
+    status_code=201,
+    tags=["beds"],
+    responses={
+        409: {"description": "A plate with this id exists"},
+        422: {"description": "The home slot is not in the farm layout, or another plate's"},
+    },
+)
 def create_bed(body: BedCreate, ctx: Ctx, _: Admin) -> BedOut:
-    """Add a plate, clean, in its home slot (admin)."""
-    if _slot_taken(ctx, body.home.rack, body.home.slot, body.id):
-        raise conflict(f"slot {body.home.rack}/{body.home.slot} is another plate's home")
+    """Add a plate, clean, in its home slot (admin). The home must be a slot of a rack of the
+    farm layout (1..slots) that is no other plate's home: the robot fetches plates from there."""
+    _check_home(ctx, body.id, body.home.rack, body.home.slot)
     now = utcnow()
     doc = {
         "_id": body.id,
@@ -327,16 +366,20 @@ def create_bed(body: BedCreate, ctx: Ctx, _: Admin) -> BedOut:
     return _bed_out(doc)
 
 
-@router.patch("/beds/{bed_id}", response_model=BedOut, tags=["beds"])
+@router.patch(
+    "/beds/{bed_id}",
+    response_model=BedOut,
+    tags=["beds"],
+    responses={422: {"description": "The home slot is not in the farm layout, or another plate's"}},
+)
 def update_bed(bed_id: BedIdPath, body: BedUpdate, ctx: Ctx, _: Admin) -> BedOut:
-    """Change a plate's type or home slot (admin)."""
+    """Change a plate's type or home slot (admin; the same rules for the slot as when adding)."""
     doc = _bed(ctx, bed_id)
     changes: dict[str, Any] = {}
     if body.type is not None:
         changes["type"] = body.type.value
     if body.home is not None:
-        if _slot_taken(ctx, body.home.rack, body.home.slot, bed_id):
-            raise conflict(f"slot {body.home.rack}/{body.home.slot} is another plate's home")
+        _check_home(ctx, bed_id, body.home.rack, body.home.slot)
         changes["home"] = body.home.model_dump()
         location = doc.get("location") or {}
         if location.get("printer_id") is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -242,6 +243,35 @@ def _unsafe_name(name: str) -> str | None:
     return None
 
 
+_DOS_DIRECTORY = 0x10
+"""MS-DOS attribute bit of a directory (low byte of ``external_attr``)."""
+
+
+def _entry_kind_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a member's kind is refused (a symlink, device, FIFO, socket...), or None.
+
+    The high 16 bits of ``external_attr`` carry the Unix ``st_mode`` when the archive was made
+    on Unix: a symlink member is a path for whoever extracts it (the printer, a person), not
+    G-code. Only regular files and directories are accepted, and a plate's G-code must be a
+    regular file.
+    """
+    mode = info.external_attr >> 16
+    kind = stat.S_IFMT(mode)
+    directory = info.is_dir() or kind == stat.S_IFDIR or bool(info.external_attr & _DOS_DIRECTORY)
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        what = {
+            stat.S_IFLNK: "a symbolic link",
+            stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device",
+            stat.S_IFIFO: "a FIFO",
+            stat.S_IFSOCK: "a socket",
+        }.get(kind, f"a special entry (mode {mode:o})")
+        return f"member {info.filename!r} is {what}, not a regular file"
+    if directory and _PLATE_GCODE.match(info.filename.rstrip("/")):
+        return f"member {info.filename!r} is a directory, not a plate's G-code"
+    return None
+
+
 def check_archive(infos: Iterable[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
     """Refuse an archive whose member list is hostile (raise `UnsafeArchive`)."""
     total = 0
@@ -249,6 +279,8 @@ def check_archive(infos: Iterable[zipfile.ZipInfo], limits: ArchiveLimits) -> No
         if count > limits.max_members:
             raise UnsafeArchive(f"archive has more than {limits.max_members} members")
         if problem := _unsafe_name(info.filename):
+            raise UnsafeArchive(f"archive refused: {problem}")
+        if problem := _entry_kind_problem(info):
             raise UnsafeArchive(f"archive refused: {problem}")
         total += info.file_size
         if total > limits.max_uncompressed_bytes:
@@ -383,8 +415,13 @@ def read_gcode(file: IO[bytes], size: int) -> GcodeMetadata:
 
 
 def read_metadata(name: str, file: IO[bytes], size: int, limits: ArchiveLimits) -> GcodeMetadata:
-    """Metadata of the stored-to-be file ``name`` (its content in the seekable ``file``)."""
+    """Metadata of the stored-to-be file ``name`` (its content in the seekable ``file``).
+
+    An empty file is refused: a printer would "print" nothing and report it finished.
+    """
     lowered = name.lower()
+    if size <= 0:
+        raise InvalidPackage(f"{name} is empty (0 bytes): nothing to print")
     file.seek(0)
     if lowered.endswith(".3mf"):
         return read_3mf(file, limits)

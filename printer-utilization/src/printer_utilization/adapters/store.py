@@ -28,7 +28,7 @@ from printer_utilization.domain.intervals import (
     OpenInterval,
     PrintObserved,
 )
-from printer_utilization.domain.report import DAY_S, Buckets, Usage, day_spans, whole_days
+from printer_utilization.domain.report import Buckets, Usage, day_spans, whole_days
 from printer_utilization.domain.states import UtilState
 
 
@@ -178,12 +178,12 @@ class MysqlStore:
         Whole days come from ``daily_state_seconds``; open intervals and the partial days at
         the edges of the range from ``state_intervals``. One connection, one snapshot.
         """
-        if len(buckets.items) > 1 and buckets.step_s % DAY_S:
+        if len(buckets.items) > 1 and not buckets.whole_day_steps:
             raise ValueError("multi-bucket reports need whole-day buckets")
         first, last = whole_days(buckets.start, buckets.end)
         params: dict[str, Any] = {
             "origin": to_db(buckets.origin),
-            "step_days": max(1, int(buckets.step_s // DAY_S)),
+            "step_days": buckets.step_days,
             "lo": to_db(buckets.start),
             "hi": to_db(buckets.end),
             "first": to_db(first),

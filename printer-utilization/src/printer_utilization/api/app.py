@@ -18,10 +18,13 @@ from pantheon_common.errors import StoreUnavailable
 from pantheon_common.http import ReadinessCheck, add_observability
 from printer_utilization.adapters.store import IntervalRow, MysqlStore, PrintRow
 from printer_utilization.domain.report import (
+    EARLIEST,
     Grouping,
     PrinterReport,
+    RangeRefused,
     Report,
     UsageRow,
+    bucket_count,
     build_report,
     make_buckets,
 )
@@ -46,19 +49,32 @@ FormatQ = Annotated[Format, Query(alias="format", description="json or csv")]
 LimitQ = Annotated[int, Query(ge=1, le=100_000)]
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    """``value`` in UTC (naive = UTC); 422 when it has no UTC equivalent (year 1 or 9999 with
+    an offset that takes it past the calendar's ends)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise _unprocessable(f"'{name}' is outside the years 1..9999 in UTC") from err
 
 
 def _range(
     start: datetime | None, end: datetime | None, now: datetime
 ) -> tuple[datetime, datetime]:
-    stop = min(_utc(end), now) if end is not None else now
-    begin = _utc(start) if start is not None else stop - DEFAULT_RANGE
+    stop = min(_utc(end, "to"), now) if end is not None else now
+    if stop <= EARLIEST:
+        raise _unprocessable(f"'to' must be after {EARLIEST.isoformat()}")
+    begin = _utc(start, "from") if start is not None else max(stop - DEFAULT_RANGE, EARLIEST)
     if stop <= begin:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "'from' must be before 'to' (and before now)"
-        )
+        raise _unprocessable("'from' must be before 'to' (and before now)")
+    if begin < EARLIEST:
+        raise _unprocessable(f"'from' must not be before {EARLIEST.isoformat()}")
     return begin, stop
 
 
@@ -201,9 +217,16 @@ def create_app(
         printer_ids: list[int] | None,
     ) -> Report:
         begin, stop = _range(start, end, clock())
-        buckets = make_buckets(begin, stop, grouping)
-        if len(buckets.items) > MAX_BUCKETS:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "too many buckets")
+        try:
+            count = bucket_count(begin, stop, grouping)
+            if count > MAX_BUCKETS:
+                raise _unprocessable(
+                    f"too many buckets ({count} {grouping.value} buckets; at most {MAX_BUCKETS}):"
+                    " shorten the range or group by week"
+                )
+            buckets = make_buckets(begin, stop, grouping)
+        except RangeRefused as err:
+            raise _unprocessable(str(err)) from err
         if printer_ids:
             ids: set[int] = set(printer_ids)
         else:

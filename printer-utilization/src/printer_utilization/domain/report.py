@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from printer_utilization.domain.states import REPORT_STATES, UtilState
 
 DAY_S = 86_400.0
+DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+"""First instant a report may cover (the start of MySQL's DATETIME range)."""
 
 
 class Grouping(StrEnum):
@@ -24,6 +28,10 @@ class Grouping(StrEnum):
     NONE = "none"
     DAY = "day"
     WEEK = "week"
+
+
+class RangeRefused(ValueError):
+    """A report range that cannot be cut into buckets (the reason says why; HTTP 422)."""
 
 
 @dataclass(frozen=True)
@@ -41,17 +49,37 @@ class Bucket:
 
 @dataclass(frozen=True)
 class Buckets:
-    """The buckets of a range: bucket ``k`` starts at ``origin + k * step_s`` (clipped)."""
+    """The buckets of a range: bucket ``k`` starts at ``origin + k * step`` (clipped).
+
+    Edges are computed with `timedelta` (whole microseconds), never with float seconds: over
+    centuries a float loses microseconds, and a bucket edge a microsecond short of the range's
+    end would make a second, empty-looking bucket.
+    """
 
     start: datetime
     end: datetime
     origin: datetime
-    step_s: float
+    step: timedelta
     items: tuple[Bucket, ...]
+
+    @property
+    def step_s(self) -> float:
+        """Length of a (whole) bucket in seconds."""
+        return self.step.total_seconds()
+
+    @property
+    def step_days(self) -> int:
+        """Whole days per bucket (day: 1, week: 7; one bucket: at least 1)."""
+        return max(1, self.step // DAY)
+
+    @property
+    def whole_day_steps(self) -> bool:
+        """True when the buckets are whole UTC days or weeks."""
+        return self.step % DAY == timedelta(0)
 
     def index(self, at: datetime) -> int:
         """Number of the bucket holding instant ``at`` (may be outside ``items``)."""
-        return int((at - self.origin).total_seconds() // self.step_s)
+        return (at - self.origin) // self.step
 
     def split(self, started: datetime, ended: datetime) -> Iterator[tuple[int, float]]:
         """Seconds of ``[started, ended)`` that fall into each bucket of the range."""
@@ -61,9 +89,9 @@ class Buckets:
         first, last = self.index(lo), min(self.index(hi), len(self.items) - 1)
         for k in range(max(first, 0), last + 1):
             bucket = self.items[k]
-            overlap = (min(hi, bucket.end) - max(lo, bucket.start)).total_seconds()
-            if overlap > 0:
-                yield k, overlap
+            overlap = min(hi, bucket.end) - max(lo, bucket.start)
+            if overlap > timedelta(0):
+                yield k, overlap.total_seconds()
 
 
 def _next_midnight(at: datetime) -> datetime:
@@ -74,7 +102,7 @@ def day_spans(start: datetime, end: datetime) -> Iterator[tuple[date, float]]:
     """Seconds of ``[start, end)`` on each UTC day it touches (naive UTC or aware UTC)."""
     at = start
     while at < end:
-        stop = min(end, _next_midnight(at))
+        stop = min(end, _next_midnight(at)) if at.date() < end.date() else end
         yield at.date(), (stop - at).total_seconds()
         at = stop
 
@@ -85,32 +113,61 @@ def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     ``(start, start)`` when the range holds no whole day: then nothing comes from daily totals.
     """
     midnight = datetime.combine(start.date(), time(), tzinfo=start.tzinfo)
-    first = midnight if midnight == start else _next_midnight(start)
+    if midnight == start:
+        first = midnight
+    elif start.date() < end.date():
+        first = _next_midnight(start)
+    else:
+        return start, start
     last = datetime.combine(end.date(), time(), tzinfo=end.tzinfo)
     return (first, last) if first < last else (start, start)
 
 
-def make_buckets(start: datetime, end: datetime, grouping: Grouping) -> Buckets:
-    """Cut ``[start, end)`` into buckets (one bucket for ``Grouping.NONE``)."""
-    if end <= start:
-        raise ValueError("the range must end after it starts")
+def _origin_and_step(
+    start: datetime, end: datetime, grouping: Grouping
+) -> tuple[datetime, timedelta]:
     if grouping is Grouping.NONE:
-        origin, step = start, (end - start).total_seconds()
-    else:
-        origin = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        step = DAY_S
-        if grouping is Grouping.WEEK:
-            origin -= timedelta(days=origin.weekday())
-            step = 7 * DAY_S
+        return start, end - start
+    origin = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if grouping is Grouping.WEEK:
+        # Monday 0001-01-01 is the first day there is: no week starts before it.
+        return origin - timedelta(days=origin.weekday()), WEEK
+    return origin, DAY
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    """Raise `RangeRefused` unless ``[start, end)`` is a non-empty range of aware instants
+    inside what the store can hold (from `EARLIEST`)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise RangeRefused("times must be aware (UTC)")
+    if end <= start:
+        raise RangeRefused("the range must end after it starts")
+    if start < EARLIEST:
+        raise RangeRefused(f"the range cannot start before {EARLIEST.isoformat()}")
+
+
+def bucket_count(start: datetime, end: datetime, grouping: Grouping) -> int:
+    """How many buckets `make_buckets` would cut (computed without building them)."""
+    check_range(start, end)
+    origin, step = _origin_and_step(start, end, grouping)
+    return -((origin - end) // step)  # ceil((end - origin) / step), exact
+
+
+def make_buckets(start: datetime, end: datetime, grouping: Grouping) -> Buckets:
+    """Cut ``[start, end)`` into buckets that tile it exactly (one for ``Grouping.NONE``).
+
+    Raises `RangeRefused` for an empty range or one `check_range` refuses.
+    """
+    check_range(start, end)
+    origin, step = _origin_and_step(start, end, grouping)
+    count = bucket_count(start, end, grouping)
     items: list[Bucket] = []
-    k = 0
-    while True:
-        lo = origin + timedelta(seconds=k * step)
-        if lo >= end:
-            break
-        hi = origin + timedelta(seconds=(k + 1) * step)
+    for k in range(count):
+        lo = origin + k * step
+        # the last bucket ends at the range's end (also where origin + count*step would
+        # pass 9999-12-31, the end of what datetime can hold)
+        hi = end if k == count - 1 else origin + (k + 1) * step
         items.append(Bucket(max(lo, start), min(hi, end)))
-        k += 1
     return Buckets(start, end, origin, step, tuple(items))
 
 

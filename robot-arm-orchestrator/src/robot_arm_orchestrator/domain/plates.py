@@ -67,20 +67,33 @@ def plate_distance(
     return (rack_gap, abs(plate.slot - printer.col), plate.bed_id)
 
 
+def home_in_layout(plate: PlateView, rack_slots: Mapping[str, int]) -> bool:
+    """True when the plate's home is a slot of a rack of the layout (1..slots of that rack)."""
+    slots = rack_slots.get(plate.rack)
+    return slots is not None and 1 <= plate.slot <= slots
+
+
 def plate_candidates(
     plates: Iterable[PlateView],
     printer: PrinterPlace,
     bed_type: BedType,
     rack_rows: Mapping[str, float],
+    rack_slots: Mapping[str, int] | None = None,
 ) -> list[PlateView]:
     """Clean, unreserved plates of ``bed_type`` in their rack slots, nearest first.
 
+    A plate whose home is not in the layout (a rack it does not have; with ``rack_slots``, a
+    slot past the rack's end) is never one: the arm would be sent to a slot that is not there.
     The caller reserves them in this order with a compare-and-set; the first that succeeds wins.
     """
     usable = [
         p
         for p in plates
-        if p.type is bed_type and p.state is BedState.CLEAN and p.reserved_for is None
+        if p.type is bed_type
+        and p.state is BedState.CLEAN
+        and p.reserved_for is None
+        and p.rack in rack_rows
+        and (rack_slots is None or home_in_layout(p, rack_slots))
     ]
     return sorted(usable, key=lambda p: plate_distance(p, printer, rack_rows))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from slicer_api.api.deps import BodyLimitMiddleware, require_api_key
 from slicer_api.api.routes import router
 from slicer_api.errors import SlicerError
 from slicer_api.service import SlicerService
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -46,14 +49,18 @@ def create_app(
     app.include_router(router, dependencies=[Depends(require_api_key)])
 
     @app.exception_handler(SlicerError)
-    async def slicer_error(_: Request, err: SlicerError) -> JSONResponse:
-        return JSONResponse(
-            {"error": err.code, "detail": err.reason, **err.details}, status_code=err.status
-        )
+    async def slicer_error(request: Request, err: SlicerError) -> JSONResponse:
+        body = err.public_json()
+        if body["detail"] != err.reason:  # the full reason (with its paths) stays here
+            log.info(
+                "%s %s answered %d: %s", request.method, request.url.path, err.status, err.reason
+            )
+        return JSONResponse(body, status_code=err.status)
 
     async def engine_ready() -> None:
         if not Path(service.engine.binary).is_file():
-            raise RuntimeError(f"{service.engine.binary} is missing")
+            log.warning("the slicing engine %s is missing", service.engine.binary)
+            raise RuntimeError("the slicing engine is not installed")
 
     add_observability(app, service="slicer-api", checks={"engine": engine_ready}, registry=registry)
     app.add_middleware(BodyLimitMiddleware, limit=max_upload_bytes)
