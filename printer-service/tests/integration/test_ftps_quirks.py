@@ -8,7 +8,7 @@ import pytest
 
 from pantheon_sim.bambu.farm import BambuSimFarm
 from pantheon_sim.bambu.printer import FaultSettings
-from printer_service.adapters.ftps import BambuFtps
+from printer_service.adapters.ftps import BambuFtps, ImplicitFtpTls
 from printer_service.adapters.tls import printer_tls_context
 from printer_service.domain.ports import UploadFailed
 
@@ -37,3 +37,27 @@ def test_a_full_printer_storage_is_a_clear_upload_failure(sim_farm: SimFactory) 
     with pytest.raises(UploadFailed, match="552"):
         _client(farm, 14).upload("big.gcode.3mf", b"x" * 50_000)
     assert not (farm.storage_dir(14) / "big.gcode.3mf").exists()
+
+
+def test_the_adapter_sets_binary_mode_itself(
+    sim_farm: SimFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """printer-service does not rely on the printer storing ASCII-mode uploads byte for byte
+    (vsFTPd's default, which bambu-sim now follows): it sends TYPE I before every STOR and SIZE,
+    so a server that converts CRLF in ASCII mode (pyftpdlib's default, an older or other
+    firmware) still gets the package unchanged."""
+    sent: list[str] = []
+    real_putcmd = ImplicitFtpTls.putcmd
+
+    def recording_putcmd(self: ImplicitFtpTls, line: str) -> None:
+        sent.append(line.split(" ", 1)[0].upper() + (" I" if line.upper() == "TYPE I" else ""))
+        real_putcmd(self, line)
+
+    monkeypatch.setattr(ImplicitFtpTls, "putcmd", recording_putcmd)
+    farm = sim_farm([14])
+    data = b"PK\x03\x04" + b"G1 X1 Y1\r\n" * 1000 + b"\r\n\r"
+    _client(farm, 14).upload("crlf.gcode.3mf", data)
+    assert (farm.storage_dir(14) / "crlf.gcode.3mf").read_bytes() == data
+    stor, size = sent.index("STOR"), sent.index("SIZE")
+    assert "TYPE I" in sent[:stor], sent
+    assert "TYPE I" in sent[stor:size], sent
